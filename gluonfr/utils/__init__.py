@@ -1,4 +1,5 @@
-"""Utilities: network summary (parameters, multiply-adds), export, downloads."""
+"""Utilities: network summary (parameters, multiply-adds), ONNX export, devices."""
+from .onnx_export import export_onnx
 from .summary import summary
 
-__all__ = ["summary"]
+__all__ = ["export_onnx", "summary"]

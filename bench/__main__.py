@@ -1,0 +1,89 @@
+"""Run every benchmark, print their tables, write bench/results.json and bench/results.md.
+
+``python -m bench`` runs them all; ``python -m bench inference data`` runs some.
+"""
+import argparse
+import datetime
+import importlib
+import json
+import os
+import sys
+import tempfile
+import traceback
+
+from bench.common import BENCH_DIR, machine_info
+
+ALL = ["counts", "inference", "heads", "train_step", "data", "verification", "learning"]
+
+
+def write_results(results, json_path, md_path):
+    """Write the JSON results and the markdown summary, each atomically."""
+    for path, text in ((json_path, json.dumps(results, indent=1) + "\n"),
+                       (md_path, to_markdown(results))):
+        fd, tmp = tempfile.mkstemp(dir=os.path.dirname(path), prefix=".results-")
+        with os.fdopen(fd, "w") as f:
+            f.write(text)
+        os.replace(tmp, path)
+
+
+def to_markdown(results):
+    m = results["machine"]
+    lines = [f"# gluonfr benchmarks ({results['date']})", "",
+             f"Machine: {m['cpu']}, {m['cores']} cores, Python {m['python']}; threads "
+             + ", ".join(f"{k}={v}" for k, v in m["threads"].items()) + "; "
+             + ", ".join(f"{k} {v}" for k, v in m["versions"].items()) + ".",
+             f"Baseline: {m['baseline']}, same run, interleaved, median ratio.", "",
+             "| bench | figure | ours | baseline | ratio | target | met |",
+             "|---|---|---|---|---|---|---|"]
+    for fig in results["figures"]:
+        met = "" if fig["met"] is None else ("yes" if fig["met"] else "**no**")
+        lines.append("| {} | {} | {} | {} | {} | {} | {} |".format(
+            fig["bench"], fig["name"], _cell(fig["ours"], fig["unit"]),
+            _cell(fig["baseline"], fig["unit"]),
+            "-" if fig["ratio"] is None else f"{fig['ratio']:.2f}x", fig["target"] or "-", met))
+    for name, err in results.get("errors", {}).items():
+        lines.append(f"\n{name} failed: `{err.splitlines()[-1] if err else ''}`")
+    return "\n".join(lines) + "\n"
+
+
+def _cell(value, unit):
+    if value is None:
+        return "-"
+    if isinstance(value, str):
+        return value
+    text = f"{value:,.0f}" if abs(value) >= 100 else f"{value:.4g}"
+    return f"{text} {unit}".strip()
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("benches", nargs="*", default=ALL, help=f"subset of {ALL}")
+    parser.add_argument("--quick", action="store_true", help="fewer repeats (smoke run)")
+    parser.add_argument("--out", default=BENCH_DIR, help="folder for results.json/.md")
+    args = parser.parse_args(argv)
+    unknown = sorted(set(args.benches) - set(ALL))
+    if unknown:
+        parser.error(f"unknown benchmark(s) {unknown}; known: {ALL}")
+    results = {"date": datetime.datetime.now().isoformat(timespec="seconds"),
+               "machine": machine_info(), "figures": [], "errors": {}}
+    json_path = os.path.join(args.out, "results.json")
+    if os.path.exists(json_path) and set(args.benches) != set(ALL):
+        # a partial run updates only its own benches' rows
+        with open(json_path) as f:
+            old = json.load(f)
+        results["figures"] = [fig for fig in old.get("figures", [])
+                              if fig["bench"] not in args.benches]
+    for name in args.benches:
+        module = importlib.import_module(f"bench.{name}")
+        try:
+            results["figures"].extend(module.run(quick=args.quick))
+        except Exception:  # noqa: BLE001 - one broken bench must not hide the others
+            results["errors"][name] = traceback.format_exc()
+            print(f"\n== {name} FAILED\n{results['errors'][name]}", file=sys.stderr)
+    write_results(results, json_path, os.path.join(args.out, "results.md"))
+    print(f"\nwrote {json_path} and results.md")
+    return 1 if results["errors"] else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
