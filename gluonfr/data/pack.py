@@ -1,0 +1,231 @@
+"""Pack an image folder (one sub-folder per identity) into insightface's RecordIO layout.
+
+Bad images are handled as documented in :func:`pack_rec`: by default an unreadable image is
+skipped, counted and reported in one warning (and in the returned summary); an image of the
+wrong size without landmarks is a usage error and stops the run. Nothing is ever left
+half-written: the output files appear only when packing succeeds.
+"""
+import json
+import os
+import warnings
+
+import numpy as np
+from tqdm import tqdm
+
+from ._io import DataFormatError, encode_jpeg, read_image_bgr
+from .align import norm_crop
+from .recordio import RecordWriter
+
+__all__ = ["IMAGE_EXTENSIONS", "list_identity_folders", "read_landmarks", "pack_rec"]
+
+IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff", ".ppm", ".pgm")
+
+
+def list_identity_folders(image_folder):
+    """``[(identity name, [image paths...]), ...]`` sorted by name; hidden entries ignored."""
+    image_folder = os.fspath(image_folder)
+    if not os.path.isdir(image_folder):
+        raise ValueError(f"pack_rec: {image_folder!r} is not a folder")
+    out = []
+    for name in sorted(os.listdir(image_folder)):
+        sub = os.path.join(image_folder, name)
+        if name.startswith(".") or not os.path.isdir(sub):
+            continue
+        files = [os.path.join(sub, f) for f in sorted(os.listdir(sub))
+                 if not f.startswith(".") and f.lower().endswith(IMAGE_EXTENSIONS)]
+        out.append((name, files))
+    return out
+
+
+def _norm_key(path):
+    path = path.replace("\\", "/")
+    while path.startswith("./"):
+        path = path[2:]
+    return path
+
+
+def read_landmarks(path):
+    """Read a 5-point landmark file into ``{relative image path: (5, 2) array}``.
+
+    Accepted formats: JSON ``{"id/img.jpg": [[x, y] x 5], ...}`` (a value may also be a dict
+    with a ``"landmarks5"`` entry, as in ``shared/data/real-faces/landmarks.json``), or text
+    lines ``id/img.jpg x1 y1 x2 y2 ... x5 y5``. Points are left eye, right eye, nose, left and
+    right mouth corner as seen in the image.
+    """
+    path = os.fspath(path)
+    try:
+        with open(path) as f:
+            text = f.read()
+    except OSError as e:
+        raise DataFormatError(f"{path}: cannot read the landmark file ({e})") from e
+    table = {}
+    if text.lstrip().startswith("{"):
+        try:
+            raw = json.loads(text)
+        except json.JSONDecodeError as e:
+            raise DataFormatError(f"{path}: invalid JSON ({e})") from e
+        for key, value in raw.items():
+            if isinstance(value, dict):
+                value = value.get("landmarks5")
+            table[_norm_key(key)] = _as_points(value, f"{path} entry {key!r}")
+        return table
+    for lineno, line in enumerate(text.splitlines(), 1):
+        fields = line.split()
+        if not fields or fields[0].startswith("#"):
+            continue
+        if len(fields) != 11:
+            raise DataFormatError(f"{path}:{lineno}: expected 'image x1 y1 ... x5 y5' (11 fields), "
+                                  f"got {len(fields)}")
+        try:
+            pts = [float(x) for x in fields[1:]]
+        except ValueError:
+            raise DataFormatError(f"{path}:{lineno}: landmark coordinates must be numbers") \
+                from None
+        table[_norm_key(fields[0])] = _as_points(pts, f"{path}:{lineno}")
+    return table
+
+
+def _as_points(value, where):
+    try:
+        pts = np.asarray(value, dtype=np.float64).reshape(5, 2)
+    except (TypeError, ValueError):
+        raise DataFormatError(f"{where}: expected 5 (x, y) landmarks") from None
+    if not np.isfinite(pts).all():
+        raise DataFormatError(f"{where}: landmarks contain NaN or infinity")
+    return pts
+
+
+def _lookup_landmarks(table, image_folder, path):
+    rel = _norm_key(os.path.relpath(path, image_folder))
+    if rel in table:
+        return table[rel]
+    return table.get(os.path.basename(path))
+
+
+def _prepare(path, image_size, landmarks, quality):
+    """-> ('ok', jpeg bytes) | ('skip', reason) | ('error', message)."""
+    img = read_image_bgr(path)
+    if img is None:
+        return "skip", "unreadable or not an image"
+    h, w = image_size
+    if landmarks is not None:
+        img = norm_crop(img, landmarks, size=h)
+    elif img.shape[:2] != (h, w):
+        return "error", (f"pack_rec: {path} is {img.shape[1]}x{img.shape[0]}, expected an "
+                         f"aligned {w}x{h} crop; pass a landmark file to align on the fly")
+    return "ok", encode_jpeg(img, quality)
+
+
+def _prepare_star(args):
+    return _prepare(*args)
+
+
+def pack_rec(image_folder, out_dir, quality=95, landmarks=None, image_size=(112, 112),
+             header=True, array_labels=False, on_error="skip", num_workers=0):
+    """Pack ``image_folder/<identity>/<image>`` into ``out_dir/{train.rec,train.idx,property}``.
+
+    Parameters
+    ----------
+    image_folder : str
+        One sub-folder per identity; labels 0..C-1 follow the sorted folder names.
+    out_dir : str
+        Output folder (created if needed). Existing files there are replaced only on success.
+    quality : int
+        JPEG quality of the stored images (insightface used 95).
+    landmarks : str or dict, optional
+        A landmark file (see :func:`read_landmarks`) or ``{relative path: (5, 2)}``. When given,
+        every image is aligned with :func:`~gluonfr.data.align.norm_crop`; an image without
+        landmarks counts as unreadable. Without it, images must already be aligned crops of
+        ``image_size``.
+    image_size : (int, int)
+        (height, width) of the stored crops (square when aligning).
+    header : bool
+        Write insightface's key-0 header and identity records (default) or a headerless rec.
+    array_labels : bool
+        Store labels as ``[label, 0]`` arrays like the old ``face2rec2`` packs.
+    on_error : {'skip', 'raise'}
+        What an unreadable image does: ``'skip'`` leaves it out, counts it and warns once at
+        the end (identities left with no image are dropped and the labels stay contiguous);
+        ``'raise'`` stops with a :class:`DataFormatError` naming the file, writing nothing.
+    num_workers : int
+        Processes decoding / aligning / encoding in parallel (0 = this process).
+
+    Returns
+    -------
+    dict
+        ``rec``, ``idx``, ``property`` paths, ``num_images``, ``num_classes``,
+        ``identities`` (folder name of each label) and ``skipped`` (``[(path, reason)]``).
+
+    Raises
+    ------
+    ValueError
+        The folder has no identity sub-folders or no usable image at all, or an image has the
+        wrong size and no landmarks were given.
+    """
+    image_folder = os.fspath(image_folder)
+    if on_error not in ("skip", "raise"):
+        raise ValueError(f"on_error must be 'skip' or 'raise', got {on_error!r}")
+    image_size = (int(image_size[0]), int(image_size[1]))
+    if landmarks is not None and image_size[0] != image_size[1]:
+        raise ValueError(f"alignment makes square crops; got image_size={image_size}")
+    table = read_landmarks(landmarks) if isinstance(landmarks, (str, os.PathLike)) else landmarks
+    identities = list_identity_folders(image_folder)
+    total = sum(len(files) for _, files in identities)
+    if not total:
+        raise ValueError(f"pack_rec: {image_folder!r} holds no images in identity sub-folders "
+                         f"(expected {image_folder}/<identity>/<image>{IMAGE_EXTENSIONS[0]}); "
+                         "nothing written")
+    jobs, owners, skipped = [], [], []
+    for ident, (_name, files) in enumerate(identities):
+        for path in files:
+            lmk = None
+            if table is not None:
+                lmk = _lookup_landmarks(table, image_folder, path)
+                if lmk is None:
+                    if on_error == "raise":
+                        raise DataFormatError(f"pack_rec: no landmarks for {path}")
+                    skipped.append((path, "no landmarks"))
+                    continue
+            jobs.append((path, image_size, lmk, quality))
+            owners.append(ident)
+    kept_names = []
+    with RecordWriter(out_dir, image_size=image_size, header=header,
+                      array_labels=array_labels) as writer:
+        results = _run_jobs(jobs, num_workers)
+        last_ident = None
+        for (path, *_), ident, (status, payload) in zip(
+                jobs, owners, tqdm(results, total=len(jobs), desc="packing", unit="img")):
+            if status == "error":
+                raise ValueError(payload)
+            if status == "skip":
+                if on_error == "raise":
+                    raise DataFormatError(f"pack_rec: {path}: {payload}")
+                skipped.append((path, payload))
+                continue
+            if ident != last_ident:
+                kept_names.append(identities[ident][0])
+                last_ident = ident
+            writer.add(len(kept_names) - 1, payload)
+        if not writer.num_images:
+            raise ValueError(f"pack_rec: none of the {total} images under {image_folder!r} "
+                             "could be read; nothing written")
+        num_images = writer.num_images
+    paths = writer.paths
+    if skipped:
+        warnings.warn(f"pack_rec: skipped {len(skipped)} of {total} images (first: "
+                      f"{skipped[0][0]}: {skipped[0][1]}); {len(identities) - len(kept_names)} "
+                      "identities were left without images", stacklevel=2)
+    return {"rec": paths["rec"], "idx": paths["idx"], "property": paths["property"],
+            "num_images": num_images, "num_classes": len(kept_names),
+            "identities": kept_names, "skipped": skipped}
+
+
+def _run_jobs(jobs, num_workers):
+    if num_workers and num_workers > 0 and len(jobs) > 1:
+        import multiprocessing as mp
+
+        with mp.get_context("spawn" if os.name == "nt" else "fork").Pool(num_workers) as pool:
+            yield from pool.imap(_prepare_star, jobs, chunksize=16)
+    else:
+        for job in jobs:
+            yield _prepare(*job)

@@ -1,0 +1,85 @@
+"""Contact sheets: look at a face dataset (a grid of identities x images) before training on it."""
+import os
+
+import cv2
+import numpy as np
+
+from ._io import atomic_outputs
+from .record_dataset import FaceRecordDataset
+
+__all__ = ["contact_sheet", "pairs_sheet"]
+
+
+def _grid(rows, pad=2, background=255):
+    h, w = rows[0][0].shape[:2]
+    ncol = max(len(r) for r in rows)
+    sheet = np.full((len(rows) * (h + pad) + pad, ncol * (w + pad) + pad, 3), background,
+                    np.uint8)
+    for r, row in enumerate(rows):
+        for c, img in enumerate(row):
+            y, x = pad + r * (h + pad), pad + c * (w + pad)
+            sheet[y:y + h, x:x + w] = img
+    return sheet
+
+
+def _save_png(sheet_rgb, out_path):
+    out_path = os.fspath(out_path)
+    with atomic_outputs(out_path) as (tmp,):
+        ok, buf = cv2.imencode(".png", np.ascontiguousarray(sheet_rgb[:, :, ::-1]))
+        if not ok:
+            raise ValueError(f"cannot encode the contact sheet for {out_path}")
+        with open(tmp, "wb") as f:
+            f.write(buf.tobytes())
+    return out_path
+
+
+def contact_sheet(dataset, out_path, num_identities=8, images_per_identity=8, labels=None):
+    """Save a PNG grid: one row per identity, its first images left to right.
+
+    Parameters
+    ----------
+    dataset : FaceRecordDataset or str
+        A dataset or a record folder.
+    out_path : str
+        PNG file to write.
+    num_identities, images_per_identity : int
+        Grid size.
+    labels : list of int, optional
+        Which identities to show (default: the first ``num_identities``).
+
+    Returns
+    -------
+    numpy.ndarray
+        The sheet (HWC uint8 RGB), also written to ``out_path``.
+    """
+    ds = FaceRecordDataset(dataset) if isinstance(dataset, (str, os.PathLike)) else dataset
+    groups = ds.identity_indices()
+    chosen = list(labels) if labels is not None else sorted(groups)[:num_identities]
+    rows = []
+    for label in chosen:
+        idx = groups.get(int(label), [])[:images_per_identity]
+        if len(idx):
+            rows.append([ds.decode(int(i))[0] for i in idx])
+    if not rows:
+        raise ValueError("contact_sheet: no images for the chosen identities")
+    sheet = _grid(rows)
+    _save_png(sheet, out_path)
+    return sheet
+
+
+def pairs_sheet(images, issame, out_path, num_pairs=16, per_row=4):
+    """Save a PNG of verification pairs as :func:`~gluonfr.data.load_bin` returns them.
+
+    ``per_row`` pairs per row; a green (same) or red (different) bar follows each pair.
+    """
+    arr = images.asnumpy() if hasattr(images, "asnumpy") else np.asarray(images)
+    tiles = []
+    for k in range(min(num_pairs, len(issame))):
+        a, b = arr[2 * k], arr[2 * k + 1]
+        bar = np.zeros((a.shape[0], 8, 3), np.uint8)
+        bar[:] = (40, 200, 60) if issame[k] else (220, 40, 40)
+        tiles.append(np.concatenate([a, b, bar], axis=1))
+    rows = [tiles[i:i + per_row] for i in range(0, len(tiles), per_row)]
+    sheet = _grid(rows)
+    _save_png(sheet, out_path)
+    return sheet
