@@ -1,0 +1,32 @@
+"""Face verification: embeddings with flip TTA, insightface's k-fold protocol, reports.
+
+- :func:`extract_embeddings` runs a network over ``load_bin`` images (and their mirror
+  images), on one device or several.
+- :func:`verification` is insightface's protocol (10-fold accuracy, VAL@FAR), vectorised,
+  plus ROC, AUC and EER; :func:`tar_at_far` gives IJB-style TAR at fixed FARs.
+- :class:`FaceVerification` is the same as an ``mx.metric.EvalMetric``.
+- :func:`evaluate_targets` evaluates a network on several targets (training callback,
+  ``scripts/eval.py``); :func:`format_table`, :func:`results_to_json` and :func:`plot_roc`
+  report the results.
+"""
+from .embeddings import FLIP_MODES, combine_flip, extract_embeddings, forward_images
+from .evaluate import KNOWN_TARGETS, evaluate_targets, load_embedding_net, load_targets
+from .face_verification import FaceVerification
+from .report import format_accuracy, format_table, results_to_json, write_json
+from .roc_plot import plot_roc
+from .verification import (
+    ACC_THRESHOLDS,
+    DEFAULT_FARS,
+    VAL_THRESHOLDS,
+    equal_error_rate,
+    pair_distances,
+    tar_at_far,
+    threshold_at_far,
+    verification,
+)
+
+__all__ = ["ACC_THRESHOLDS", "DEFAULT_FARS", "FLIP_MODES", "KNOWN_TARGETS", "VAL_THRESHOLDS",
+           "FaceVerification", "combine_flip", "equal_error_rate", "evaluate_targets",
+           "extract_embeddings", "format_accuracy", "format_table", "forward_images",
+           "load_embedding_net", "load_targets", "pair_distances", "plot_roc",
+           "results_to_json", "tar_at_far", "threshold_at_far", "verification", "write_json"]

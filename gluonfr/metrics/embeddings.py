@@ -1,0 +1,182 @@
+"""Embeddings of verification images, with insightface's flip test-time augmentation."""
+import mxnet as mx
+import numpy as np
+from mxnet import autograd, gluon
+from tqdm import tqdm
+
+__all__ = ["extract_embeddings", "forward_images", "combine_flip", "FLIP_MODES"]
+
+#: 'sum': insightface's Accuracy-Flip (``emb(x) + emb(flip(x))``, normalised later);
+#: 'concat': ``[emb(x), emb(flip(x))]`` (insightface's commented-out variant, gluon-face's).
+FLIP_MODES = ("sum", "concat")
+_CPU = mx.cpu()
+
+
+def _as_ctx_list(ctx):
+    if isinstance(ctx, mx.Context):
+        return [ctx]
+    ctx = list(ctx)
+    if not ctx or not all(isinstance(c, mx.Context) for c in ctx):
+        raise ValueError(f"ctx must be an mxnet Context or a non-empty list of them, got {ctx!r}")
+    return ctx
+
+
+def _check_params_on(net, ctx_list):
+    """Fail early, and clearly, when the parameters are not where the batches will go."""
+    params = list(net.collect_params().values())
+    if not params:
+        return
+    try:
+        have = params[0].list_ctx()
+    except RuntimeError as e:
+        raise ValueError(f"the network's parameters are not initialised ({e}); call "
+                         "net.initialize() or net.load_parameters() first") from None
+    missing = [c for c in ctx_list if c not in have]
+    if missing:
+        raise ValueError(f"the network's parameters live on {have} but ctx asks for {ctx_list}; "
+                         "load or initialise them with ctx=<that list>, or call "
+                         "net.collect_params().reset_ctx(ctx)")
+
+
+def _check_images(images):
+    shape = tuple(images.shape)
+    if len(shape) != 4 or shape[3] != 3:
+        raise ValueError(f"images must be (N, H, W, 3) RGB as returned by gluonfr.data.load_bin "
+                         f"(channels last); got shape {shape}")
+    if shape[0] == 0:
+        raise ValueError("images is empty: nothing to embed")
+
+
+def _to_nchw_float(batch):
+    """HWC uint8 (NDArray or numpy) -> NCHW float32 NDArray on the CPU, values kept 0..255."""
+    if not isinstance(batch, mx.nd.NDArray):
+        batch = mx.nd.array(np.ascontiguousarray(batch), dtype=np.float32)
+    return batch.astype(np.float32, copy=False).transpose((0, 3, 1, 2))
+
+
+def _first_output(out):
+    # Training-style networks may return (embedding, logits); the embedding comes first.
+    return out[0] if isinstance(out, (list, tuple)) else out
+
+
+def forward_images(net, images, ctx=_CPU, batch_size=64, flip=True, progress=True,
+                   desc="embedding"):
+    """Run a network over verification images, and over their mirror images.
+
+    Parameters
+    ----------
+    net : mxnet.gluon.Block
+        Takes NCHW float32 RGB in 0..255 (the network normalises), returns (N, D) or a tuple
+        whose first element is (N, D). Evaluated in inference mode (BatchNorm running
+        statistics, no recording), even when called inside ``autograd.record()``.
+    images : mxnet.nd.NDArray or numpy.ndarray, (N, H, W, 3)
+        HWC RGB, as returned by :func:`gluonfr.data.load_bin`; converted batch by batch.
+    ctx : mxnet.Context or list of Context
+        With several, each batch is split across them (the parameters must live on all).
+    batch_size : int
+        Images per batch (before splitting). Any N works: the last batch is just smaller.
+    flip : bool
+        Also embed the horizontally flipped images.
+    progress : bool
+        Show a tqdm bar.
+    desc : str
+        Label of the bar.
+
+    Returns
+    -------
+    (numpy.ndarray, numpy.ndarray or None)
+        float32 (N, D) raw embeddings of the images, and of their mirror images (None
+        without ``flip``).
+    """
+    ctx_list = _as_ctx_list(ctx)
+    _check_images(images)
+    if int(batch_size) != batch_size or batch_size < 1:
+        raise ValueError(f"batch_size must be a positive integer, got {batch_size!r}")
+    batch_size = int(batch_size)
+    _check_params_on(net, ctx_list)
+    num = int(images.shape[0])
+    outputs, flipped = [], []
+    with autograd.pause(train_mode=False), \
+            tqdm(total=num, desc=desc, unit="img", disable=not progress, leave=False) as bar:
+        for start in range(0, num, batch_size):
+            batch = _to_nchw_float(images[start:start + batch_size])
+            n = batch.shape[0]
+            # split_and_load needs at least one sample per device: a short last batch uses fewer.
+            parts = gluon.utils.split_and_load(batch, ctx_list[:min(n, len(ctx_list))],
+                                               even_split=False)
+            # Queue every device's work before the first asnumpy() waits, so devices overlap.
+            outs = [_first_output(net(x)) for x in parts]
+            flips = [_first_output(net(mx.nd.flip(x, axis=3))) for x in parts] if flip else []
+            outputs.append(np.concatenate([o.asnumpy() for o in outs]))
+            if flip:
+                flipped.append(np.concatenate([o.asnumpy() for o in flips]))
+            bar.update(n)
+    emb = np.concatenate(outputs).astype(np.float32, copy=False)
+    if emb.ndim != 2 or emb.shape[0] != num:
+        raise ValueError(f"the network must return one embedding vector per image, (N, D); "
+                         f"got {emb.shape} for {num} images")
+    return emb, (np.concatenate(flipped).astype(np.float32, copy=False) if flip else None)
+
+
+def combine_flip(emb, emb_flip, mode="sum"):
+    """Fuse the embeddings of images and of their mirror images.
+
+    Parameters
+    ----------
+    emb, emb_flip : numpy.ndarray, (N, D)
+        Raw (unnormalised) embeddings: as in insightface, the image with the larger norm
+        weighs more in the sum.
+    mode : {'sum', 'concat'}
+
+    Returns
+    -------
+    numpy.ndarray
+        (N, D) for 'sum', (N, 2D) for 'concat'.
+    """
+    if mode not in FLIP_MODES:
+        raise ValueError(f"flip mode must be one of {FLIP_MODES}, got {mode!r}")
+    emb, emb_flip = np.asarray(emb), np.asarray(emb_flip)
+    if emb.shape != emb_flip.shape:
+        raise ValueError(f"embeddings {emb.shape} and flipped embeddings {emb_flip.shape} must "
+                         "have the same shape")
+    return emb + emb_flip if mode == "sum" else np.concatenate([emb, emb_flip], axis=1)
+
+
+def extract_embeddings(net, images, ctx=_CPU, batch_size=64, flip=True, mode="sum",
+                       progress=True):
+    """Embeddings of verification images, flip-fused as insightface does.
+
+    Parameters
+    ----------
+    net : mxnet.gluon.Block
+        Embedding network: NCHW float32 RGB in 0..255 in, (N, D) out.
+    images : mxnet.nd.NDArray or numpy.ndarray, (N, H, W, 3)
+        As returned by :func:`gluonfr.data.load_bin` (HWC uint8 RGB).
+    ctx : mxnet.Context or list of Context
+        A list splits each batch across the devices.
+    batch_size : int
+        Any N works, including N < batch_size and a short last batch.
+    flip : bool
+        Add (or concatenate) the embedding of the horizontally flipped image.
+    mode : {'sum', 'concat'}
+        How to fuse with the flipped embedding: 'sum' is insightface's "Accuracy-Flip".
+    progress : bool
+        Show a tqdm bar.
+
+    Returns
+    -------
+    numpy.ndarray
+        float32 (N, D), or (N, 2D) for ``mode='concat'``; raw, not normalised
+        (:func:`gluonfr.metrics.verification` normalises).
+
+    Examples
+    --------
+    >>> images, issame = gluonfr.data.load_bin('lfw.bin')
+    >>> emb = extract_embeddings(net, images, ctx=mx.cpu(), batch_size=64)
+    >>> verification(emb, issame)['accuracy']
+    """
+    if mode not in FLIP_MODES:
+        raise ValueError(f"flip mode must be one of {FLIP_MODES}, got {mode!r}")
+    emb, emb_flip = forward_images(net, images, ctx=ctx, batch_size=batch_size, flip=flip,
+                                   progress=progress)
+    return combine_flip(emb, emb_flip, mode) if flip else emb

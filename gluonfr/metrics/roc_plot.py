@@ -1,0 +1,76 @@
+"""ROC figure of verification results: one curve per target on a log-FAR axis."""
+import os
+import tempfile
+
+import numpy as np
+
+__all__ = ["plot_roc"]
+
+
+def plot_roc(results, path, title="ROC", far_target=1e-3):
+    """Draw the ROC of each target (TAR against log FAR) into an image file.
+
+    Uses matplotlib's Agg canvas directly, so it works without a display and does not touch
+    the pyplot backend of the calling program.
+
+    Parameters
+    ----------
+    results : dict
+        ``{name: result}`` from :func:`gluonfr.metrics.evaluate_targets` or
+        :func:`gluonfr.metrics.verification`: ``roc_fpr`` / ``roc_tpr`` (the exact ROC) are
+        drawn; for the flip-fused result when there is one.
+    path : str
+        Output file; its extension picks the format (``.png``, ``.pdf``, ``.svg``). Written
+        to a temporary file beside it and renamed when complete.
+    title : str
+    far_target : float or None
+        Draw a dotted vertical line at this FAR (the VAL@FAR operating point).
+
+    Returns
+    -------
+    str
+        ``path``.
+    """
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+
+    path = os.fspath(path)
+    fmt = os.path.splitext(path)[1].lstrip(".").lower() or "png"
+    fig = Figure(figsize=(6.4, 4.8), dpi=100)
+    FigureCanvasAgg(fig)
+    ax = fig.add_subplot(1, 1, 1)
+    smallest = 1.0
+    for name, res in results.items():
+        fpr = np.asarray(res.get("roc_fpr", ()), dtype=np.float64)
+        tpr = np.asarray(res.get("roc_tpr", ()), dtype=np.float64)
+        if not len(fpr):
+            continue
+        keep = fpr > 0  # log axis: FAR 0 has no place; the curve starts at the first accept
+        if not keep.any():
+            continue
+        smallest = min(smallest, fpr[keep].min())
+        label = f"{name} (acc {res['accuracy']:.4f}, AUC {res['auc']:.4f})"
+        ax.plot(fpr[keep], tpr[keep], lw=1.2, label=label)
+    ax.set_xscale("log")
+    ax.set_xlim(max(smallest, 1e-6), 1.0)
+    ax.set_ylim(0.0, 1.01)
+    if far_target is not None:
+        ax.axvline(far_target, color="0.5", ls=":", lw=1)
+    ax.grid(True, which="both", ls="--", lw=0.5, alpha=0.6)
+    ax.set_xlabel("False accept rate (FAR)")
+    ax.set_ylabel("True accept rate (TAR)")
+    ax.set_title(title)
+    if ax.get_legend_handles_labels()[0]:
+        ax.legend(loc="lower right", fontsize="small")
+    folder = os.path.dirname(os.path.abspath(path))
+    os.makedirs(folder, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=".tmp-", suffix="." + fmt, dir=folder)
+    os.close(fd)
+    try:
+        fig.savefig(tmp, format=fmt)
+        os.replace(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+        raise
+    return path

@@ -1,0 +1,386 @@
+"""The insightface face-verification protocol, vectorised.
+
+:func:`verification` gives the numbers every LFW / CFP-FP / AgeDB-30 paper reports (10-fold
+accuracy with a threshold picked on the other 9 folds, and VAL@FAR), computed exactly as
+insightface's ``verification.py`` does but from one pass of counting instead of a Python loop
+over folds and thresholds. :func:`tar_at_far` reads TAR at fixed FARs off the ROC of a large
+pair set (IJB-B / IJB-C style).
+
+Protocol (insightface ``arcface_mxnet/verification.py``; ``arcface_torch`` is the same):
+
+- embeddings are L2-normalised row-wise; pair ``i`` is rows ``2i`` and ``2i+1``;
+  the distance is the squared L2 distance ``sum((e1 - e2)**2)`` (``2 - 2 cos``, in [0, 4]);
+- ``KFold(nfolds, shuffle=False)``: contiguous folds, which for LFW are exactly the 10 official
+  ``pairs.txt`` splits (never shuffle, or numbers stop being comparable);
+- accuracy: thresholds ``arange(0, 4, 0.01)``, a pair is called "same" when ``dist < thr``;
+  per fold the threshold with the best accuracy on the training folds (ties: the smallest
+  threshold), then the accuracy on the held-out fold; reported as mean +- std (ddof 0);
+- VAL@FAR: thresholds ``arange(0, 4, 0.001)``; per fold the threshold whose training-fold FAR
+  is ``far_target`` (linear interpolation, see :func:`threshold_at_far`), then VAL (true
+  accepts / same pairs) and FAR (false accepts / different pairs) on the held-out fold.
+"""
+import numpy as np
+from sklearn.metrics import auc as area_under_curve
+from sklearn.metrics import roc_curve
+from sklearn.model_selection import KFold
+
+__all__ = ["verification", "pair_distances", "threshold_at_far", "tar_at_far",
+           "equal_error_rate", "ACC_THRESHOLDS", "VAL_THRESHOLDS", "DEFAULT_FARS"]
+
+#: insightface's threshold grid for the accuracy / ROC part.
+ACC_THRESHOLDS = np.arange(0, 4, 0.01)
+#: insightface's finer grid for VAL@FAR.
+VAL_THRESHOLDS = np.arange(0, 4, 0.001)
+#: The FARs of IJB-B / IJB-C tables.
+DEFAULT_FARS = (1e-6, 1e-5, 1e-4, 1e-3, 1e-2, 1e-1)
+ACC_THRESHOLDS.setflags(write=False)
+VAL_THRESHOLDS.setflags(write=False)
+
+
+def pair_distances(embeddings):
+    """Squared L2 distance between the L2-normalised rows ``2i`` and ``2i+1``.
+
+    Parameters
+    ----------
+    embeddings : array_like, (2P, D)
+        Raw (unnormalised) embeddings in pair order. float32 stays float32, as in insightface
+        (whose distances come from the float32 network output); other types become float64.
+
+    Returns
+    -------
+    numpy.ndarray, (P,)
+    """
+    emb = np.asarray(embeddings)
+    if emb.ndim != 2 or emb.shape[0] < 2 or emb.shape[0] % 2:
+        raise ValueError(f"embeddings must be a (2P, D) array with rows (2i, 2i+1) forming pair "
+                         f"i; got shape {emb.shape}")
+    if emb.dtype != np.float32:
+        emb = emb.astype(np.float64)
+    if not np.isfinite(emb).all():
+        raise ValueError("embeddings contain NaN or inf (has the model diverged?)")
+    emb = l2_normalize(emb)
+    diff = emb[0::2] - emb[1::2]
+    return np.sum(np.square(diff), 1)
+
+
+def l2_normalize(emb):
+    """Row-wise L2 normalisation computed as ``sklearn.preprocessing.normalize`` does (which
+    insightface calls): ``sqrt(einsum('ij,ij->i'))`` norms, zero norms left as 1, one
+    division; bit-identical to it, without its input-validation overhead (half the time of a
+    6,000-pair evaluation)."""
+    norms = np.sqrt(np.einsum("ij,ij->i", emb, emb))
+    norms[norms == 0] = 1
+    return emb / norms[:, np.newaxis]
+
+
+def _fold_of_pairs(num_pairs, nfolds):
+    """Fold index of every pair: sklearn ``KFold(nfolds, shuffle=False)`` test folds.
+
+    ``nfolds == 1`` follows insightface's ``LFold``: one fold that is both train and test.
+    """
+    if int(nfolds) != nfolds or nfolds < 1:
+        raise ValueError(f"nfolds must be a positive integer, got {nfolds!r}")
+    nfolds = int(nfolds)
+    if num_pairs < nfolds:
+        raise ValueError(f"{num_pairs} pairs cannot be split into nfolds={nfolds} folds")
+    fold = np.zeros(num_pairs, dtype=np.intp)
+    if nfolds > 1:
+        for k, (_, test) in enumerate(KFold(n_splits=nfolds, shuffle=False)
+                                      .split(np.empty((num_pairs, 1)))):
+            fold[test] = k
+    return fold
+
+
+def _counts_below(dist, issame, fold, nfolds, thresholds):
+    """Pairs with ``dist < thr`` for every threshold, per fold and class, by counting once.
+
+    A pair is accepted at threshold ``j`` iff ``j >= rank``, where ``rank`` is the number of
+    thresholds ``<= dist``; a histogram of ranks per (fold, class) and a cumulative sum give
+    every count at once, in O(P + folds x thresholds).
+
+    Returns
+    -------
+    below : int array (nfolds, 2, T)
+        ``below[f, c, j]``: pairs of fold ``f`` and class ``c`` (0 different, 1 same) with
+        ``dist < thresholds[j]``.
+    total : int array (nfolds, 2)
+        Pairs per fold and class.
+    """
+    num_thr = len(thresholds)
+    # Compared in the distances' dtype: numpy 1.x compares a float32 array with a float64
+    # scalar in float32, so insightface's `dist < threshold` did.
+    thresholds = np.asarray(thresholds).astype(dist.dtype)
+    rank = np.searchsorted(thresholds, dist, side="right")  # NaN sorts last: never accepted
+    cell = (fold * 2 + issame) * (num_thr + 1) + rank
+    hist = np.bincount(cell, minlength=nfolds * 2 * (num_thr + 1))
+    hist = hist.reshape(nfolds, 2, num_thr + 1)
+    return np.cumsum(hist[:, :, :num_thr], axis=2), hist.sum(axis=2)
+
+
+def _train_counts(below, total):
+    """Counts over the training folds (all folds but one; the only fold when nfolds is 1)."""
+    if below.shape[0] == 1:
+        return below, total
+    return below.sum(axis=0, keepdims=True) - below, total.sum(axis=0, keepdims=True) - total
+
+
+def _ratio(num, den):
+    """``num / den`` with 0 where ``den`` is 0 (insightface's convention for TPR / FPR)."""
+    num = np.asarray(num, dtype=np.float64)
+    den = np.broadcast_to(np.asarray(den, dtype=np.float64), num.shape)
+    return np.divide(num, den, out=np.zeros_like(num), where=den != 0)
+
+
+def threshold_at_far(far, thresholds, far_target):
+    """The threshold at which a FAR curve reaches ``far_target``, as insightface computes it.
+
+    insightface calls ``scipy.interpolate.interp1d(far, thresholds, kind='slinear')
+    (far_target)`` when ``max(far) >= far_target`` and uses 0 otherwise. A FAR curve on a grid
+    of thresholds always repeats values (it is a step function of the threshold), which
+    scipy >= 1.9 refuses ("Expect x to not have duplicates") and older scipy accepted. This
+    function reproduces, without scipy, what scipy 1.6 - 1.8 returned; all arithmetic is the
+    same, so the numbers agree to the last bit:
+
+    - ``interp1d`` sorted ``far`` with a stable sort (a no-op for a non-decreasing curve), and
+      ``make_interp_spline(k=1)`` built a degree-1 B-spline with knots ``[x0, x0, x1, ...,
+      x_last, x_last]`` and coefficients ``thresholds``, with no check for repeated ``x``;
+    - evaluation finds the last knot ``<= far_target``, so with ``i`` the *last* index with
+      ``far[i] <= far_target`` (at most ``n - 2``) the result is the linear interpolation on
+      ``(far[i], thresholds[i])`` - ``(far[i+1], thresholds[i+1])``, computed by de Boor's
+      recursion as ``w = 1 / (far[i+1] - far[i])``,
+      ``thresholds[i] * (w * (far[i+1] - t)) + thresholds[i+1] * (w * (t - far[i]))``;
+    - a zero-length segment contributes 0 (de Boor's convention), which happens only when
+      ``far_target`` equals ``max(far)`` and the last two values are equal: the threshold is
+      then 0, as old scipy returned.
+
+    scipy 0.19 - 1.5 sorted with numpy's default (unstable) quicksort instead, which permutes
+    the thresholds inside a run of equal FAR values; those versions therefore returned another
+    threshold from the same run in most folds, and their VAL can differ from this one in the
+    third decimal. scipy 1.6 (stable sort, scipy PR #12566) to 1.8 is the reference here.
+
+    Parameters
+    ----------
+    far : array_like, (T,) or (F, T)
+        Non-decreasing FAR per threshold (one row per fold).
+    thresholds : array_like, (T,)
+        Increasing thresholds.
+    far_target : float
+
+    Returns
+    -------
+    float or numpy.ndarray (F,)
+    """
+    far = np.asarray(far, dtype=np.float64)
+    thresholds = np.asarray(thresholds, dtype=np.float64)
+    single = far.ndim == 1
+    far = np.atleast_2d(far)
+    num_thr = far.shape[1]
+    if num_thr != len(thresholds) or num_thr < 2:
+        raise ValueError(f"far has {num_thr} values per row and thresholds {len(thresholds)}; "
+                         "they must match and be at least 2")
+    if np.any(np.diff(far, axis=1) < 0):
+        raise ValueError("far must be non-decreasing along the thresholds")
+    target = float(far_target)
+    reached = far[:, -1] >= target
+    if np.any(reached & (far[:, 0] > target)):
+        # interp1d raised here (below its range); a FAR curve starting at threshold 0 starts at 0
+        raise ValueError(f"far_target {target} is below the first FAR value {far[:, 0].min()}")
+    last = np.count_nonzero(far <= target, axis=1) - 1
+    i = np.clip(last, 0, num_thr - 2)
+    rows = np.arange(far.shape[0])
+    xa, xb = far[rows, i], far[rows, i + 1]
+    ya, yb = thresholds[i], thresholds[i + 1]
+    with np.errstate(divide="ignore", invalid="ignore"):
+        w = 1.0 / (xb - xa)
+        value = ya * (w * (xb - target)) + yb * (w * (target - xa))
+    value = np.where(xb == xa, 0.0, value)
+    value = np.where(reached, value, 0.0)
+    return float(value[0]) if single else value
+
+
+def equal_error_rate(fpr, tpr):
+    """The equal error rate (FAR = FRR) of an ROC, by linear interpolation between its points.
+
+    Parameters
+    ----------
+    fpr, tpr : array_like
+        ROC points ordered by threshold (as from ``sklearn.metrics.roc_curve``), from (0, 0)
+        towards (1, 1).
+
+    Returns
+    -------
+    float
+    """
+    fpr = np.asarray(fpr, dtype=np.float64)
+    tpr = np.asarray(tpr, dtype=np.float64)
+    gap = (1.0 - tpr) - fpr  # FRR - FAR: decreases along the ROC
+    cross = np.flatnonzero(gap <= 0)
+    if not len(cross):
+        return float("nan")
+    k = cross[0]
+    if k == 0:
+        return float(fpr[0])
+    a = gap[k - 1] / (gap[k - 1] - gap[k])
+    return float(fpr[k - 1] + a * (fpr[k] - fpr[k - 1]))
+
+
+def _tar_from_roc(fpr, tpr, thresholds, fars):
+    """insightface's IJB rule: per FAR, the ROC point with the closest FAR; among equally
+    close points the highest TAR (the first of the reversed ROC)."""
+    fpr, tpr, thresholds = fpr[::-1], tpr[::-1], thresholds[::-1]
+    fars = [float(f) for f in fars]
+    idx = np.argmin(np.abs(fpr[None, :] - np.asarray(fars)[:, None]), axis=1)
+    return ({f: float(tpr[i]) for f, i in zip(fars, idx)},
+            {f: float(thresholds[i]) for f, i in zip(fars, idx)})
+
+
+def tar_at_far(issame, scores, fars=DEFAULT_FARS, return_thresholds=False):
+    """TAR at fixed FARs, read off the ROC as insightface's IJB-B / IJB-C evaluation does.
+
+    The ROC is ``sklearn.metrics.roc_curve(issame, scores)``; for each FAR the ROC point with
+    the closest false accept rate is taken, and among equally close points the one with the
+    highest TAR. FARs below ``1 / (number of different pairs)`` cannot be measured: they come
+    out as the TAR at the smallest measured FAR (usually 0).
+
+    Parameters
+    ----------
+    issame : array_like of bool, (P,)
+    scores : array_like, (P,)
+        Similarities: higher means "same" (cosine; or minus a distance).
+    fars : sequence of float
+    return_thresholds : bool
+        Also return the score threshold of each chosen ROC point.
+
+    Returns
+    -------
+    dict
+        ``{far: tar}`` in the order of ``fars``; with ``return_thresholds`` a second dict
+        ``{far: threshold}`` (a pair is accepted when its score is ``>=`` the threshold).
+    """
+    issame = np.asarray(issame).astype(bool).ravel()
+    scores = np.asarray(scores, dtype=np.float64).ravel()
+    if issame.shape != scores.shape:
+        raise ValueError(f"issame has {issame.size} entries but scores {scores.size}")
+    if issame.all() or not issame.any():
+        raise ValueError("tar_at_far needs both same and different pairs")
+    fpr, tpr, thr = roc_curve(issame, scores)
+    tars, thresholds = _tar_from_roc(fpr, tpr, thr, fars)
+    return (tars, thresholds) if return_thresholds else tars
+
+
+def verification(embeddings, issame, nfolds=10, far_target=1e-3):
+    """Face-verification accuracy and VAL@FAR with insightface's k-fold protocol.
+
+    Parameters
+    ----------
+    embeddings : array_like, (2P, D)
+        Pair ``i`` is rows ``2i`` and ``2i+1``, already flip-combined if flip is wanted
+        (see :func:`gluonfr.metrics.extract_embeddings`); L2-normalised here.
+    issame : array_like of bool, (P,)
+    nfolds : int
+        Contiguous folds, no shuffling (10 for every published benchmark). 1 means the whole
+        set is both train and test, like insightface's ``LFold``.
+    far_target : float
+        FAR for VAL@FAR.
+
+    Returns
+    -------
+    dict
+        ``accuracy``, ``accuracy_std``
+            Mean and std (ddof 0) of the held-out fold accuracies; insightface prints them as
+            ``Accuracy-Flip: 0.99783+-0.00250``.
+        ``threshold``
+            Mean over folds of the chosen distance threshold (squared L2, in [0, 4]).
+        ``val``, ``val_std``, ``far``
+            VAL (mean, std) and mean FAR of the held-out folds at the thresholds whose
+            training FAR is ``far_target`` (see :func:`threshold_at_far`).
+        ``tpr``, ``fpr``, ``thresholds``
+            insightface's ROC: TPR / FPR of every threshold of ``arange(0, 4, 0.01)`` on each
+            held-out fold, averaged over folds (arrays of 400).
+        ``auc``, ``eer``
+            Area under the ROC and equal error rate, from the exact ROC of all pairs
+            (``sklearn.metrics.roc_curve`` on ``-dist``), which no threshold grid limits;
+            NaN if one class is missing.
+        ``roc_fpr``, ``roc_tpr``
+            That exact ROC (for plots on a log-FAR axis).
+        ``tar_at_far``
+            ``{far: tar}`` on that ROC for :data:`DEFAULT_FARS` (see :func:`tar_at_far`; FARs
+            below ``1 / different pairs`` are not measurable on small sets).
+        ``fold_accuracy``, ``fold_threshold``, ``fold_val``, ``fold_far``, ``val_threshold``
+            Per-fold values.
+        ``num_pairs``, ``nfolds``, ``far_target``
+
+    Notes
+    -----
+    A held-out fold without same (or different) pairs gets VAL (or FAR) 0 where insightface
+    would divide by zero; TPR / FPR use the same convention, as insightface does.
+    """
+    dist = pair_distances(embeddings)
+    issame = np.asarray(issame)
+    if issame.ndim != 1 or issame.dtype.kind not in "biu":
+        raise ValueError(f"issame must be a flat array of bools, got dtype {issame.dtype} and "
+                         f"shape {issame.shape}")
+    if len(issame) != len(dist):
+        raise ValueError(f"{len(dist) * 2} embeddings make {len(dist)} pairs but issame has "
+                         f"{len(issame)} entries")
+    same = issame.astype(bool).astype(np.intp)
+    fold = _fold_of_pairs(len(dist), nfolds)
+    nfolds = int(nfolds)
+    rows = np.arange(nfolds)
+
+    # Accuracy: threshold chosen on the training folds, accuracy on the held-out fold.
+    below, total = _counts_below(dist, same, fold, nfolds, ACC_THRESHOLDS)
+    train_below, train_total = _train_counts(below, total)
+    # Correct decisions = true accepts + true rejects; its first argmax is the smallest
+    # threshold of the best training accuracy, as np.argmax over insightface's float accuracy.
+    correct = train_below[:, 1] + (train_total[:, 0:1] - train_below[:, 0])
+    best = np.argmax(correct, axis=1)
+    test_correct = below[rows, 1, best] + (total[:, 0] - below[rows, 0, best])
+    fold_accuracy = test_correct / total.sum(axis=1)
+    tprs = _ratio(below[:, 1], total[:, 1:2])
+    fprs = _ratio(below[:, 0], total[:, 0:1])
+
+    # VAL@FAR: the threshold reaching far_target on the training folds, measured on the test.
+    below_v, total_v = _counts_below(dist, same, fold, nfolds, VAL_THRESHOLDS)
+    train_below_v, train_total_v = _train_counts(below_v, total_v)
+    far_train = _ratio(train_below_v[:, 0], train_total_v[:, 0:1])
+    val_threshold = threshold_at_far(far_train, VAL_THRESHOLDS, far_target)
+    accepted = dist < val_threshold.astype(dist.dtype)[fold]  # dtype: see _counts_below
+    accepts = np.bincount(fold * 2 + same, weights=accepted.astype(np.float64),
+                          minlength=2 * nfolds)
+    accepts = accepts.reshape(nfolds, 2)
+    fold_val = _ratio(accepts[:, 1], total[:, 1])
+    fold_far = _ratio(accepts[:, 0], total[:, 0])
+
+    result = {
+        "accuracy": float(np.mean(fold_accuracy)),
+        "accuracy_std": float(np.std(fold_accuracy)),
+        "threshold": float(np.mean(ACC_THRESHOLDS[best])),
+        "val": float(np.mean(fold_val)),
+        "val_std": float(np.std(fold_val)),
+        "far": float(np.mean(fold_far)),
+        "tpr": np.mean(tprs, 0),
+        "fpr": np.mean(fprs, 0),
+        "thresholds": np.array(ACC_THRESHOLDS),
+        "fold_accuracy": fold_accuracy,
+        "fold_threshold": ACC_THRESHOLDS[best],
+        "fold_val": fold_val,
+        "fold_far": fold_far,
+        "val_threshold": val_threshold,
+        "num_pairs": int(len(dist)),
+        "nfolds": nfolds,
+        "far_target": float(far_target),
+    }
+    result.update(_exact_roc(dist, issame.astype(bool)))
+    return result
+
+
+def _exact_roc(dist, issame):
+    """AUC, EER and the ROC of all pairs, with ``-dist`` as the score."""
+    if issame.all() or not issame.any():
+        return {"auc": float("nan"), "eer": float("nan"), "roc_fpr": np.zeros(0),
+                "roc_tpr": np.zeros(0), "tar_at_far": {}}
+    fpr, tpr, thr = roc_curve(issame, -dist.astype(np.float64))
+    return {"auc": float(area_under_curve(fpr, tpr)), "eer": equal_error_rate(fpr, tpr),
+            "roc_fpr": fpr, "roc_tpr": tpr,
+            "tar_at_far": _tar_from_roc(fpr, tpr, thr, DEFAULT_FARS)[0]}
