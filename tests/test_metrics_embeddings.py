@@ -29,7 +29,6 @@ def images(n, seed=0, h=6, w=4):
     return np.random.default_rng(seed).integers(0, 256, size=(n, h, w, 3), dtype=np.uint8)
 
 
-@pytest.mark.compat
 @pytest.mark.parametrize("n,batch_size", [(6, 64), (10, 4), (8, 8)])  # N < bs, short last, exact
 def test_embeddings_match_numpy_for_any_batching(n, batch_size):
     net = linear_net()

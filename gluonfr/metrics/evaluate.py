@@ -163,7 +163,7 @@ def load_embedding_net(model=None, params=None, symbol=None, ctx=_CPU, embedding
         if input_name not in sym.list_inputs():
             raise ValueError(f"{symbol}: no input named {input_name!r}; inputs are "
                              f"{sym.list_inputs()[:5]}...")
-        net = mx.gluon.SymbolBlock(sym, mx.sym.var(input_name))
+        net = mx.gluon.SymbolBlock(sym, mx.sym.var(input_name, dtype="float32"))
         net.collect_params().load(params, ctx=ctx_list, allow_missing=False,
                                   ignore_extra=True, restore_prefix="")
         return net

@@ -39,20 +39,17 @@ def plot_roc(results, path, title="ROC", far_target=1e-3):
     fig = Figure(figsize=(6.4, 4.8), dpi=100)
     FigureCanvasAgg(fig)
     ax = fig.add_subplot(1, 1, 1)
-    smallest = 1.0
-    for name, res in results.items():
-        fpr = np.asarray(res.get("roc_fpr", ()), dtype=np.float64)
-        tpr = np.asarray(res.get("roc_tpr", ()), dtype=np.float64)
-        if not len(fpr):
-            continue
-        keep = fpr > 0  # log axis: FAR 0 has no place; the curve starts at the first accept
-        if not keep.any():
-            continue
-        smallest = min(smallest, fpr[keep].min())
+    curves = {name: res for name, res in results.items() if len(res.get("roc_fpr", ()))}
+    # Left edge: half the smallest measurable FAR. ROC points at FAR 0 (no place on a log
+    # axis) are drawn on that edge, so a perfect ROC still shows as a line.
+    floor = 0.5 / max([res.get("num_diff", 1) for res in curves.values()] + [1])
+    for name, res in curves.items():
+        fpr = np.maximum(np.asarray(res["roc_fpr"], dtype=np.float64), floor)
+        tpr = np.asarray(res["roc_tpr"], dtype=np.float64)
         label = f"{name} (acc {res['accuracy']:.4f}, AUC {res['auc']:.4f})"
-        ax.plot(fpr[keep], tpr[keep], lw=1.2, label=label)
+        ax.plot(fpr, tpr, lw=1.2, label=label)
     ax.set_xscale("log")
-    ax.set_xlim(max(smallest, 1e-6), 1.0)
+    ax.set_xlim(floor, 1.0)
     ax.set_ylim(0.0, 1.01)
     if far_target is not None:
         ax.axvline(far_target, color="0.5", ls=":", lw=1)

@@ -308,7 +308,7 @@ def verification(embeddings, issame, nfolds=10, far_target=1e-3):
             below ``1 / different pairs`` are not measurable on small sets).
         ``fold_accuracy``, ``fold_threshold``, ``fold_val``, ``fold_far``, ``val_threshold``
             Per-fold values.
-        ``num_pairs``, ``nfolds``, ``far_target``
+        ``num_pairs``, ``num_same``, ``num_diff``, ``nfolds``, ``far_target``
 
     Notes
     -----
@@ -368,6 +368,8 @@ def verification(embeddings, issame, nfolds=10, far_target=1e-3):
         "fold_far": fold_far,
         "val_threshold": val_threshold,
         "num_pairs": int(len(dist)),
+        "num_same": int(total[:, 1].sum()),
+        "num_diff": int(total[:, 0].sum()),
         "nfolds": nfolds,
         "far_target": float(far_target),
     }
