@@ -277,6 +277,7 @@ def test_verification_reports_tar_at_far_and_curves():
     (np.zeros((8, 4)), np.ones(4, bool), 10, "cannot be split"),
     (np.full((20, 4), np.nan), np.ones(10, bool), 2, "NaN"),
     (np.zeros((20, 4)), np.ones(10, bool), 0, "nfolds"),
+    (np.zeros((20, 4)), np.full(10, 2), 2, "bools"),
 ])
 def test_bad_input_is_named(emb, issame, nfolds, match):
     with pytest.raises(ValueError, match=match):

@@ -96,21 +96,31 @@ def forward_images(net, images, ctx=_CPU, batch_size=64, flip=True, progress=Tru
     _check_params_on(net, ctx_list)
     num = int(images.shape[0])
     outputs, flipped = [], []
+
+    def collect(pending):
+        outs, flips, n = pending
+        outputs.append(np.concatenate([o.asnumpy() for o in outs]))
+        if flip:
+            flipped.append(np.concatenate([o.asnumpy() for o in flips]))
+        bar.update(n)
+
     with autograd.pause(train_mode=False), \
             tqdm(total=num, desc=desc, unit="img", disable=not progress, leave=False) as bar:
+        pending = None
         for start in range(0, num, batch_size):
             batch = _to_nchw_float(images[start:start + batch_size])
             n = batch.shape[0]
             # split_and_load needs at least one sample per device: a short last batch uses fewer.
             parts = gluon.utils.split_and_load(batch, ctx_list[:min(n, len(ctx_list))],
                                                even_split=False)
-            # Queue every device's work before the first asnumpy() waits, so devices overlap.
+            # Queue every device's work, then wait for the previous batch only: the devices
+            # overlap, and at most two batches are in flight.
             outs = [_first_output(net(x)) for x in parts]
             flips = [_first_output(net(mx.nd.flip(x, axis=3))) for x in parts] if flip else []
-            outputs.append(np.concatenate([o.asnumpy() for o in outs]))
-            if flip:
-                flipped.append(np.concatenate([o.asnumpy() for o in flips]))
-            bar.update(n)
+            if pending is not None:
+                collect(pending)
+            pending = (outs, flips, n)
+        collect(pending)
     emb = np.concatenate(outputs).astype(np.float32, copy=False)
     if emb.ndim != 2 or emb.shape[0] != num:
         raise ValueError(f"the network must return one embedding vector per image, (N, D); "

@@ -118,8 +118,8 @@ class FaceVerification(mx.metric.EvalMetric):
             raise ValueError(f"FaceVerification.update: embeddings of size {a.shape[1]} after "
                              f"earlier ones of size {self._emb_a[0].shape[1]}; reset() between "
                              "targets or models")
-        if issame.dtype.kind == "f" and not np.isin(issame, (0, 1)).all():
-            raise ValueError("FaceVerification.update: issame must hold 0/1 values")
+        if not np.isin(issame, (0, 1)).all():
+            raise ValueError("FaceVerification.update: issame must hold bools or 0/1 values")
         self._issame.append(issame.astype(bool))
         self._emb_a.append(a)
         self._emb_b.append(b)
