@@ -12,9 +12,7 @@
 from .embeddings import FLIP_MODES, combine_flip, extract_embeddings, forward_images
 from .evaluate import KNOWN_TARGETS, evaluate_targets, load_embedding_net, load_targets
 from .face_verification import FaceVerification
-from .report import format_accuracy, format_table, results_to_json, write_json
-from .roc_plot import plot_roc
-from .verification import (
+from .protocol import (
     ACC_THRESHOLDS,
     DEFAULT_FARS,
     VAL_THRESHOLDS,
@@ -24,6 +22,8 @@ from .verification import (
     threshold_at_far,
     verification,
 )
+from .report import format_accuracy, format_table, results_to_json, write_json
+from .roc_plot import plot_roc
 
 __all__ = ["ACC_THRESHOLDS", "DEFAULT_FARS", "FLIP_MODES", "KNOWN_TARGETS", "VAL_THRESHOLDS",
            "FaceVerification", "combine_flip", "equal_error_rate", "evaluate_targets",

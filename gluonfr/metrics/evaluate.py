@@ -5,7 +5,7 @@ import mxnet as mx
 import numpy as np
 
 from .embeddings import FLIP_MODES, combine_flip, forward_images
-from .verification import verification
+from .protocol import verification
 
 __all__ = ["evaluate_targets", "load_targets", "load_embedding_net", "KNOWN_TARGETS"]
 

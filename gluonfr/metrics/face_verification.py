@@ -3,7 +3,7 @@ import mxnet as mx
 import numpy as np
 
 from .embeddings import FLIP_MODES, combine_flip
-from .verification import verification
+from .protocol import verification
 
 __all__ = ["FaceVerification"]
 
