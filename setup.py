@@ -51,6 +51,7 @@ setup(
         "test": ["pytest>=7", "ruff>=0.4"],
         "docs": ["sphinx>=7", "sphinx-rtd-theme>=2"],
     },
+    entry_points={"console_scripts": ["gluonfr-verify=gluonfr.cli:verify_main"]},
     classifiers=[
         "Programming Language :: Python :: 3",
         "Topic :: Scientific/Engineering :: Image Recognition",

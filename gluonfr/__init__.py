@@ -12,5 +12,6 @@ restore_numpy_aliases()
 __version__ = "0.1.0"
 
 from . import data, loss, metrics, model_zoo, nn, utils  # noqa: E402
+from .embedder import FaceEmbedder  # noqa: E402
 
-__all__ = ["__version__", "data", "loss", "metrics", "model_zoo", "nn", "utils"]
+__all__ = ["FaceEmbedder", "__version__", "data", "loss", "metrics", "model_zoo", "nn", "utils"]

@@ -1,0 +1,75 @@
+"""Console entry points: ``gluonfr-verify a.jpg b.jpg`` says whether two faces match."""
+import argparse
+import json
+import os
+import sys
+
+__all__ = ["verify_main"]
+
+
+def _landmarks_for(path, table):
+    """Landmarks of ``path`` from a landmarks JSON ({file name: {"landmarks5": ...}})."""
+    if table is None:
+        return None
+    for key in (path, os.path.basename(path)):
+        if key in table:
+            entry = table[key]
+            return entry["landmarks5"] if isinstance(entry, dict) else entry
+    return None
+
+
+def verify_main(argv=None):
+    """Compare two face images; print the cosine similarity and the decision.
+
+    Exit status: 0 same person, 1 different, 2 bad input.
+    """
+    p = argparse.ArgumentParser(prog="gluonfr-verify", description=verify_main.__doc__)
+    p.add_argument("image_a")
+    p.add_argument("image_b")
+    p.add_argument("--model", default="mobilefacenet", help="model-zoo name")
+    p.add_argument("--params", help="backbone parameter file (default: published weights)")
+    p.add_argument("--symbol", help="exported -symbol.json (with --params) instead of --model")
+    p.add_argument("--onnx", help="run this exported .onnx file with ONNX Runtime")
+    p.add_argument("--embedding-size", type=int)
+    p.add_argument("--landmarks", help="JSON {image file: {'landmarks5': [[x, y] x 5]}} to align "
+                                       "whole photos; without it images must be 112x112 crops")
+    p.add_argument("--threshold", type=float, help="cosine threshold (default: from --eval-json, "
+                                                   "else gluonfr.embedder.DEFAULT_THRESHOLD)")
+    p.add_argument("--eval-json", help="scripts/eval.py --json output to calibrate the threshold")
+    p.add_argument("--target", help="which target's threshold in --eval-json (default lfw)")
+    p.add_argument("--no-flip", dest="flip", action="store_false")
+    args = p.parse_args(argv)
+
+    import gluonfr  # noqa: F401  (numpy aliases before mxnet)
+    from gluonfr.embedder import FaceEmbedder, read_image, threshold_from_eval
+
+    try:
+        for path in (args.image_a, args.image_b):
+            read_image(path)
+        table = None
+        if args.landmarks:
+            with open(args.landmarks) as f:
+                table = json.load(f)
+        threshold = args.threshold
+        if threshold is None and args.eval_json:
+            threshold = threshold_from_eval(args.eval_json, args.target)
+        embedder = FaceEmbedder(model=args.model, params=args.params, symbol=args.symbol,
+                                pretrained=args.params is None and args.symbol is None
+                                and args.onnx is None,
+                                backend="onnx" if args.onnx else "mxnet", onnx_path=args.onnx,
+                                flip=args.flip, threshold=threshold,
+                                embedding_size=args.embedding_size)
+        similarity, same = embedder.compare(
+            args.image_a, args.image_b,
+            landmarks_a=_landmarks_for(args.image_a, table),
+            landmarks_b=_landmarks_for(args.image_b, table))
+    except (OSError, ValueError, KeyError) as err:
+        print(f"gluonfr-verify: error: {err}", file=sys.stderr)
+        return 2
+    print(f"similarity {similarity:.4f} threshold {embedder.threshold:.4f} "
+          f"{'SAME person' if same else 'DIFFERENT people'}")
+    return 0 if same else 1
+
+
+if __name__ == "__main__":
+    sys.exit(verify_main())

@@ -1,0 +1,243 @@
+"""Embed and compare faces: images in, L2-normalised embeddings and decisions out.
+
+:class:`FaceEmbedder` wraps a model-zoo network (or an exported one) behind one call that
+accepts what people have at hand — file paths, RGB or BGR arrays, one image or many,
+already-aligned 112x112 crops or whole photos with their 5 landmarks — and runs it through
+MXNet or ONNX Runtime with the same flip test-time augmentation the verification protocol
+uses.
+"""
+import json
+import os
+import tempfile
+import warnings
+
+import cv2
+import mxnet as mx
+import numpy as np
+
+from .data.align import norm_crop
+from .metrics.embeddings import combine_flip, forward_images
+from .metrics.evaluate import load_embedding_net
+
+__all__ = ["FaceEmbedder", "DEFAULT_THRESHOLD", "read_image", "threshold_from_eval"]
+
+#: cosine-similarity threshold used until one is calibrated; it corresponds to a squared-L2
+#: threshold of 1.5, near where ArcFace-trained models put LFW's best threshold
+DEFAULT_THRESHOLD = 0.25
+_CPU = mx.cpu()
+
+
+def read_image(path):
+    """Read an image file as HWC uint8 **RGB**; a clear error if it is not a readable image."""
+    path = os.fspath(path)
+    if not os.path.isfile(path):
+        raise FileNotFoundError(f"{path}: no such image file")
+    data = np.fromfile(path, dtype=np.uint8)
+    image = cv2.imdecode(data, cv2.IMREAD_COLOR) if data.size else None
+    if image is None:
+        raise ValueError(f"{path}: not a readable image (OpenCV could not decode "
+                         f"{data.size} bytes)")
+    return cv2.cvtColor(image, cv2.COLOR_BGR2RGB)
+
+
+def threshold_from_eval(json_path, target=None):
+    """The cosine threshold that ``scripts/eval.py --json`` found for a target.
+
+    The protocol's threshold is on the squared L2 distance ``d`` of unit vectors
+    (``d = 2 - 2 cos``), averaged over the folds; the cosine threshold is ``1 - d / 2``.
+
+    Parameters
+    ----------
+    json_path : str
+        Output of ``scripts/eval.py --json``.
+    target : str, optional
+        Which target's threshold (default: ``lfw`` if present, else the first one).
+    """
+    with open(json_path) as f:
+        targets = json.load(f).get("targets", {})
+    if not targets:
+        raise ValueError(f"{json_path}: no targets in this eval result")
+    if target is None:
+        target = "lfw" if "lfw" in targets else next(iter(targets))
+    if target not in targets:
+        raise ValueError(f"{json_path}: no target {target!r}; it has {sorted(targets)}")
+    entry = targets[target]
+    variant = entry.get("flip") or entry.get("noflip")
+    return 1.0 - float(variant["threshold"]) / 2.0
+
+
+class FaceEmbedder:
+    """Face embeddings and same/different decisions from one object.
+
+    Parameters
+    ----------
+    model : str
+        Model-zoo name (``mobilefacenet``, ``iresnet50``, ...).
+    params : str, optional
+        The backbone's parameter file (as training saves it). Without it, ``pretrained``
+        decides: the published parameters, or (``pretrained=False``) a freshly initialised
+        network, which is only useful for trying the API (a warning says so).
+    pretrained : bool
+        Load the published parameters from the model store.
+    ctx : mxnet.Context
+        Device for the MXNet backend.
+    backend : {'mxnet', 'onnx'}
+        ``'onnx'`` exports the network once and runs it with ONNX Runtime (usually faster on
+        CPU); ``onnx_path`` reuses an exported file instead.
+    symbol : str, optional
+        An exported ``-symbol.json`` (with ``params``) instead of a zoo model.
+    onnx_path : str, optional
+        An ``.onnx`` file to run (backend ``'onnx'``); ``model``/``params`` are then unused.
+    flip : bool
+        Add the embedding of the mirror image (insightface's flip "sum") before normalising.
+    threshold : float, optional
+        Cosine similarity at or above which two faces are called the same person; default
+        :data:`DEFAULT_THRESHOLD`. Calibrate it with :func:`threshold_from_eval`.
+    batch_size : int
+        Images per forward pass.
+    embedding_size : int, optional
+        For zoo models trained with a non-default embedding size.
+    """
+
+    def __init__(self, model="mobilefacenet", params=None, pretrained=False, ctx=_CPU,
+                 backend="mxnet", symbol=None, onnx_path=None, flip=True, threshold=None,
+                 batch_size=32, embedding_size=None):
+        if backend not in ("mxnet", "onnx"):
+            raise ValueError(f"backend must be 'mxnet' or 'onnx', got {backend!r}")
+        self.backend = backend
+        self.ctx = ctx
+        self.flip = bool(flip)
+        self.threshold = DEFAULT_THRESHOLD if threshold is None else float(threshold)
+        self.batch_size = int(batch_size)
+        self.net = None
+        self._session = None
+        if onnx_path is None or backend == "mxnet":
+            self.net = self._load_net(model, params, pretrained, ctx, symbol, embedding_size)
+        if backend == "onnx":
+            self._session = self._onnx_session(onnx_path)
+
+    @staticmethod
+    def _load_net(model, params, pretrained, ctx, symbol, embedding_size):
+        if symbol is not None or params is not None or pretrained:
+            return load_embedding_net(model=None if symbol else model, params=params,
+                                      symbol=symbol, ctx=ctx, embedding_size=embedding_size)
+        from .model_zoo import get_model
+
+        warnings.warn(f"FaceEmbedder: {model!r} has neither params nor pretrained=True, so it "
+                      "is randomly initialised: its embeddings mean nothing", stacklevel=3)
+        kwargs = {} if embedding_size is None else {"embedding_size": embedding_size}
+        net = get_model(model, ctx=ctx, **kwargs)
+        net.hybridize(static_alloc=True, static_shape=True)
+        return net
+
+    def _onnx_session(self, onnx_path):
+        import onnxruntime as ort
+
+        if onnx_path is None:
+            from .utils.onnx_export import export_onnx
+
+            self._onnx_dir = tempfile.TemporaryDirectory(prefix="gluonfr-onnx-")
+            onnx_path = export_onnx(self.net, os.path.join(self._onnx_dir.name, "net.onnx"))
+        return ort.InferenceSession(onnx_path, providers=["CPUExecutionProvider"])
+
+    # -- inputs ---------------------------------------------------------------------------
+    def _load(self, images, color, landmarks):
+        """Normalise ``images`` to a list of HWC uint8 RGB 112x112 crops."""
+        if color not in ("rgb", "bgr"):
+            raise ValueError(f"color must be 'rgb' or 'bgr', got {color!r}")
+        if isinstance(images, (str, os.PathLike)):
+            items = [images]
+        elif isinstance(images, np.ndarray) and images.ndim == 3:
+            items = [images]
+        elif isinstance(images, mx.nd.NDArray):
+            items = list(images.asnumpy()) if images.ndim == 4 else [images.asnumpy()]
+        else:
+            items = list(images)
+        if landmarks is not None:
+            landmarks = np.asarray(landmarks, dtype=np.float64)
+            if landmarks.shape == (5, 2):
+                landmarks = landmarks[None]
+            if landmarks.shape != (len(items), 5, 2):
+                raise ValueError(f"landmarks: expected shape ({len(items)}, 5, 2) (one set of "
+                                 f"5 (x, y) points per image), got {landmarks.shape}")
+        crops = []
+        for i, item in enumerate(items):
+            if isinstance(item, (str, os.PathLike)):
+                image = read_image(item)  # files are decoded to RGB whatever ``color`` says
+                where = os.fspath(item)
+            else:
+                image = np.asarray(item)
+                if image.ndim != 3 or image.shape[2] != 3 or image.dtype != np.uint8:
+                    raise ValueError(f"image {i}: expected HWC uint8 with 3 channels, got "
+                                     f"dtype {image.dtype} and shape {image.shape}")
+                if color == "bgr":
+                    image = image[:, :, ::-1]
+                where = f"image {i}"
+            if landmarks is not None:
+                image = norm_crop(image, landmarks[i])
+            elif image.shape[:2] != (112, 112):
+                raise ValueError(f"{where}: {image.shape[1]}x{image.shape[0]} is not an aligned "
+                                 "112x112 crop; pass its 5 landmarks (landmarks=...) to align it")
+            crops.append(np.ascontiguousarray(image))
+        if not crops:
+            raise ValueError("no images given")
+        return np.stack(crops)
+
+    # -- outputs --------------------------------------------------------------------------
+    def _forward_onnx(self, crops):
+        name = self._session.get_inputs()[0].name
+        outs, flips = [], []
+        for start in range(0, len(crops), self.batch_size):
+            batch = crops[start:start + self.batch_size].transpose(0, 3, 1, 2)
+            batch = np.ascontiguousarray(batch, dtype=np.float32)
+            outs.append(self._session.run(None, {name: batch})[0])
+            if self.flip:
+                flips.append(self._session.run(None, {name: batch[:, :, :, ::-1].copy()})[0])
+        return np.concatenate(outs), (np.concatenate(flips) if self.flip else None)
+
+    def embed(self, images, color="rgb", landmarks=None):
+        """L2-normalised embeddings of one or several faces.
+
+        Parameters
+        ----------
+        images : str, path, numpy.ndarray, NDArray or a list of them
+            File paths (decoded to RGB), HWC uint8 arrays or an (N, H, W, 3) batch.
+        color : {'rgb', 'bgr'}
+            Channel order of the *arrays* given (OpenCV's ``imread`` gives BGR).
+        landmarks : array-like, optional
+            (5, 2) for one image or (N, 5, 2): left eye, right eye, nose, left and right
+            mouth corner as seen in the image. Images are then aligned with
+            :func:`gluonfr.data.align.norm_crop`; without landmarks they must be 112x112
+            aligned crops.
+
+        Returns
+        -------
+        numpy.ndarray
+            (N, D) float32, each row of unit length.
+        """
+        crops = self._load(images, color, landmarks)
+        if self.backend == "onnx":
+            emb, emb_flip = self._forward_onnx(crops)
+        else:
+            emb, emb_flip = forward_images(self.net, crops, ctx=self.ctx,
+                                           batch_size=self.batch_size, flip=self.flip,
+                                           progress=False)
+        fused = combine_flip(emb, emb_flip, "sum") if self.flip else emb
+        norms = np.linalg.norm(fused, axis=1, keepdims=True)
+        return (fused / np.maximum(norms, 1e-12)).astype(np.float32)
+
+    def compare(self, a, b, color="rgb", landmarks_a=None, landmarks_b=None):
+        """Cosine similarity of two faces and whether they pass the threshold.
+
+        Returns
+        -------
+        (float, bool)
+            The similarity in [-1, 1] and ``similarity >= threshold``.
+        """
+        ea = self.embed(a, color, landmarks_a)
+        eb = self.embed(b, color, landmarks_b)
+        if len(ea) != 1 or len(eb) != 1:
+            raise ValueError(f"compare takes one face on each side, got {len(ea)} and "
+                             f"{len(eb)}; use embed() for batches")
+        similarity = float(np.dot(ea[0], eb[0]))
+        return similarity, similarity >= self.threshold
