@@ -1,13 +1,19 @@
 import os
+import subprocess
+import sys
 
 import gluonfr  # noqa: F401
+from gluonfr.model_zoo import get_model, get_model_list
 from gluonfr.utils import export_onnx
 
 import mxnet as mx
 import numpy as np
 import onnx
 import onnxruntime as ort
+import pytest
 from mxnet.gluon import nn
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
 class _Normalize(nn.HybridBlock):
@@ -50,3 +56,49 @@ def test_onnx_matches_mxnet_with_dynamic_batch(tmp_path):
         theirs = sess.run(None, {"data": x})[0]
         assert theirs.shape == ours.shape
         np.testing.assert_allclose(theirs, ours, atol=1e-4, rtol=0)
+
+
+def _calibrate_batchnorm(net, x):
+    """Give every BatchNorm the statistics of a real batch, as training would.
+
+    Freshly initialised, the running statistics are 0/1 while the activations of a deep
+    ResNet grow to hundreds, so outputs reach ~1e2 and float32 rounding alone exceeds 1e-4
+    in absolute terms; with calibrated statistics the outputs have a trained network's scale.
+    """
+    batchnorms = []
+    net.apply(lambda b: batchnorms.append(b) if isinstance(b, nn.BatchNorm) else None)
+    for bn in batchnorms:
+        bn._kwargs["momentum"] = 0.0  # running statistics := this batch's statistics
+    with mx.autograd.record(train_mode=True):
+        out = net(mx.nd.array(x, dtype="float32"))
+    out.backward()  # MXNet 1.x updates running statistics in the backward pass
+    for bn in batchnorms:
+        bn._kwargs["momentum"] = 0.9
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("name", get_model_list())
+def test_every_registered_model_exports_with_parity(name, tmp_path):
+    mx.random.seed(0)
+    net = get_model(name)
+    _calibrate_batchnorm(net, np.random.RandomState(5).uniform(0, 255, (4, 3, 112, 112)))
+    path = export_onnx(net, str(tmp_path / f"{name}.onnx"))
+    sess = ort.InferenceSession(path, providers=["CPUExecutionProvider"])
+    rng = np.random.RandomState(2)
+    for batch in (1, 4):
+        x = rng.uniform(0, 255, size=(batch, 3, 112, 112)).astype(np.float32)
+        ours = net(mx.nd.array(x)).asnumpy()
+        theirs = sess.run(None, {"data": x})[0]
+        assert theirs.shape == ours.shape == (batch, net.embedding_size)
+        assert np.abs(theirs - ours).max() < 1e-4
+
+
+def test_export_script(tmp_path):
+    params = str(tmp_path / "mfn.params")
+    get_model("mobilefacenet").save_parameters(params)
+    out = subprocess.run([sys.executable, os.path.join(REPO, "scripts", "export_onnx.py"),
+                          "--model", "mobilefacenet", "--params", params,
+                          "--out", str(tmp_path / "mfn.onnx")],
+                         capture_output=True, text=True, check=True).stdout
+    assert "wrote" in out and os.path.exists(tmp_path / "mfn.onnx")
+    assert float(out.rsplit(":", 1)[1]) < 1e-4
