@@ -11,7 +11,7 @@ import sys
 import tempfile
 import traceback
 
-from bench.common import BENCH_DIR, machine_info
+from bench.common import BENCH_DIR, format_value, machine_info
 
 ALL = ["counts", "inference", "heads", "train_step", "data", "verification", "learning"]
 
@@ -38,21 +38,12 @@ def to_markdown(results):
     for fig in results["figures"]:
         met = "" if fig["met"] is None else ("yes" if fig["met"] else "**no**")
         lines.append("| {} | {} | {} | {} | {} | {} | {} |".format(
-            fig["bench"], fig["name"], _cell(fig["ours"], fig["unit"]),
-            _cell(fig["baseline"], fig["unit"]),
+            fig["bench"], fig["name"], format_value(fig["ours"], fig["unit"]),
+            format_value(fig["baseline"], fig["unit"]),
             "-" if fig["ratio"] is None else f"{fig['ratio']:.2f}x", fig["target"] or "-", met))
     for name, err in results.get("errors", {}).items():
         lines.append(f"\n{name} failed: `{err.splitlines()[-1] if err else ''}`")
     return "\n".join(lines) + "\n"
-
-
-def _cell(value, unit):
-    if value is None:
-        return "-"
-    if isinstance(value, str):
-        return value
-    text = f"{value:,.0f}" if abs(value) >= 100 else f"{value:.4g}"
-    return f"{text} {unit}".strip()
 
 
 def main(argv=None):

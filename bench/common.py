@@ -162,6 +162,16 @@ def _fmt(value, digits=None):
     return f"{value:.4g}"
 
 
+def format_value(value, unit=""):
+    """A figure as the results tables show it ("-" where it was not measured)."""
+    if value is None:
+        return "-"
+    if isinstance(value, str):
+        return value
+    text = f"{value:,.0f}" if abs(value) >= 100 else f"{value:.4g}"
+    return f"{text} {unit}".strip()
+
+
 def emit(figures):
     """Print figures as the JSON line ``python -m bench`` collects (after the table)."""
     print(json.dumps({"figures": figures}))
