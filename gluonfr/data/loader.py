@@ -39,17 +39,18 @@ def epoch_permutation(num_samples, seed, epoch, shuffle=True):
     return np.random.Generator(np.random.PCG64(ss)).permutation(num_samples).astype(np.int64)
 
 
-def load_batch(dataset, indices, augmentation, seed, epoch, image_size):
+def load_batch(dataset, indices, augmentation, seed, epoch, image_size, out=None):
     """Read, decode and augment the samples ``indices`` into one uint8 NHWC RGB batch.
 
-    Returns ``(images (N, H, W, 3) uint8, labels (N,) int64)``. Pure: the result depends on
-    the arguments only, never on global RNG state or on the calling process.
+    Returns ``(images (N, H, W, 3) uint8, labels (N,) int64)``; ``images`` is ``out[:N]``
+    when a buffer is given. Pure: the result depends on the arguments only, never on global
+    RNG state or on the calling process.
     """
     import cv2
 
     h, w = image_size
     n = len(indices)
-    images = np.empty((n, h, w, 3), dtype=np.uint8)
+    images = np.empty((n, h, w, 3), dtype=np.uint8) if out is None else out[:n]
     labels = np.empty(n, dtype=np.int64)
     u = sample_uniforms(seed, epoch, indices, augmentation.num_uniforms)
     flips = augmentation.flips(u)
@@ -58,26 +59,32 @@ def load_batch(dataset, indices, augmentation, seed, epoch, image_size):
     for j, i in enumerate(indices):
         if fast:
             buf, labels[j] = dataset.read(i)
-            img = decode_bgr(buf, f"{dataset.records.rec_path} record key "
-                                  f"{int(dataset.keys[i])}")[:, :, ::-1]  # RGB view
-        else:
-            img, label = dataset[int(i)]
-            img = img.asnumpy() if hasattr(img, "asnumpy") else np.asarray(img)
-            labels[j] = int(label)
-            if img.dtype != np.uint8 or img.ndim != 3 or img.shape[2] != 3:
-                raise ValueError(f"dataset item {int(i)}: expected an HWC uint8 RGB image, got "
-                                 f"dtype {img.dtype} and shape {img.shape}")
+            bgr = decode_bgr(buf, f"{dataset.records.rec_path} record key "
+                                  f"{int(dataset.keys[i])}")
+            if bgr.shape[:2] != (h, w):
+                bgr = cv2.resize(bgr, (w, h), interpolation=cv2.INTER_LINEAR)
+            if augmentation.pixel_ops:
+                images[j] = augmentation(cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB), u[j])
+            else:
+                # cv2 flips and swaps channels straight into the batch (numpy's reversed
+                # strides would be ~5x slower)
+                cv2.cvtColor(cv2.flip(bgr, 1) if flips[j] else bgr, cv2.COLOR_BGR2RGB,
+                             dst=images[j])
+            continue
+        img, label = dataset[int(i)]
+        img = img.asnumpy() if hasattr(img, "asnumpy") else np.asarray(img)
+        labels[j] = int(label)
+        if img.dtype != np.uint8 or img.ndim != 3 or img.shape[2] != 3:
+            raise ValueError(f"dataset item {int(i)}: expected an HWC uint8 RGB image, got "
+                             f"dtype {img.dtype} and shape {img.shape}")
         if img.shape[:2] != (h, w):
             img = cv2.resize(np.ascontiguousarray(img), (w, h), interpolation=cv2.INTER_LINEAR)
-        if augmentation.pixel_ops:
-            images[j] = augmentation(np.ascontiguousarray(img), u[j])
-        else:
-            # flip and BGR->RGB fold into this single copy
-            images[j] = img[:, ::-1] if flips[j] else img
+        images[j] = augmentation(img, u[j]) if augmentation.pixel_ops else (
+            img[:, ::-1] if flips[j] else img)
     return images, labels
 
 
-def _worker_loop(dataset, augmentation, seed, image_size, tasks, results):
+def _worker_loop(dataset, augmentation, seed, image_size, slots, tasks, results):
     try:
         import cv2
 
@@ -88,13 +95,26 @@ def _worker_loop(dataset, augmentation, seed, image_size, tasks, results):
         task = tasks.get()
         if task is None:
             return
-        tag, epoch, indices = task
+        tag, epoch, indices, slot = task
         try:
-            images, labels = load_batch(dataset, indices, augmentation, seed, epoch, image_size)
-            results.put((tag, images, labels, None))
+            # images go straight into shared memory; only labels travel through the queue
+            _, labels = load_batch(dataset, indices, augmentation, seed, epoch, image_size,
+                                   out=slots[slot])
+            results.put((tag, labels, None))
         except Exception as e:  # noqa: BLE001  (reported to the main process)
-            results.put((tag, None, None, (isinstance(e, DataFormatError), str(e),
-                                           traceback.format_exc())))
+            results.put((tag, None, (isinstance(e, DataFormatError), str(e),
+                                     traceback.format_exc())))
+
+
+def _worker_entry(dataset, augmentation, seed, image_size, raw, prefetch, batch_size, tasks,
+                  results):
+    slots = _slot_view(raw, prefetch, batch_size, image_size)
+    _worker_loop(dataset, augmentation, seed, image_size, slots, tasks, results)
+
+
+def _slot_view(raw, prefetch, batch_size, image_size):
+    h, w = image_size
+    return np.frombuffer(raw, dtype=np.uint8).reshape(prefetch, batch_size, h, w, 3)
 
 
 class TrainLoader:
@@ -143,6 +163,7 @@ class TrainLoader:
         self._workers = []
         self._tasks = []
         self._results = []
+        self._slots = []
         self._generation = 0
         self.epoch = 0
         self.start_batch = 0
@@ -197,23 +218,28 @@ class TrainLoader:
         self._start_workers()
         self._generation += 1
         gen = self._generation
-        nw = self.num_workers
-        window = self.prefetch * nw
-        sent = 0
-        for k in range(min(window, len(chunks))):
-            self._tasks[k % nw].put(((gen, k), epoch, chunks[k]))
-            sent += 1
+        nw, pf = self.num_workers, self.prefetch
+
+        def submit(k):
+            # batch k uses slot (k // nw) % pf of worker k % nw; it is only reused by batch
+            # k + nw*pf, which is submitted after batch k has been copied out
+            self._tasks[k % nw].put(((gen, k), epoch, chunks[k], (k // nw) % pf))
+
+        window = min(nw * pf, len(chunks))
+        for k in range(window):
+            submit(k)
         for k in range(len(chunks)):
-            images, labels = self._receive(k % nw, (gen, k))
-            if sent < len(chunks):
-                self._tasks[sent % nw].put(((gen, sent), epoch, chunks[sent]))
-                sent += 1
-            yield images, labels
+            w = k % nw
+            labels = self._receive(w, (gen, k))
+            images = self._slots[w][(k // nw) % pf][:len(chunks[k])]
+            yield images, labels  # consumed (converted) before the next submit
+            if k + window < len(chunks):
+                submit(k + window)
 
     def _receive(self, w, tag):
         while True:
             try:
-                got, images, labels, err = self._results[w].get(timeout=2.0)
+                got, labels, err = self._results[w].get(timeout=2.0)
             except queue.Empty:
                 proc = self._workers[w]
                 if not proc.is_alive():
@@ -228,7 +254,7 @@ class TrainLoader:
                 if is_format:
                     raise DataFormatError(msg)
                 raise RuntimeError(f"training loader worker {w} failed:\n{tb}")
-            return images, labels
+            return labels
 
     def _start_workers(self):
         if self._workers and all(p.is_alive() for p in self._workers):
@@ -239,15 +265,20 @@ class TrainLoader:
             methods = mp.get_all_start_methods()
             ctx = "fork" if "fork" in methods else methods[0]
         ctx = mp.get_context(ctx) if isinstance(ctx, str) else ctx
+        h, w = self.image_size
+        nbytes = self.prefetch * self.batch_size * h * w * 3
         for _ in range(self.num_workers):
+            raw = ctx.RawArray("B", nbytes)
             tasks, results = ctx.Queue(), ctx.Queue()
-            p = ctx.Process(target=_worker_loop, args=(self.dataset, self.augmentation, self.seed,
-                                                       self.image_size, tasks, results),
+            p = ctx.Process(target=_worker_entry,
+                            args=(self.dataset, self.augmentation, self.seed, self.image_size,
+                                  raw, self.prefetch, self.batch_size, tasks, results),
                             daemon=True)
             p.start()
             self._workers.append(p)
             self._tasks.append(tasks)
             self._results.append(results)
+            self._slots.append(_slot_view(raw, self.prefetch, self.batch_size, self.image_size))
 
     def close(self):
         """Stop the worker processes (they restart on the next iteration)."""
@@ -264,7 +295,7 @@ class TrainLoader:
         for q in self._tasks + self._results:
             q.cancel_join_thread()
             q.close()
-        self._workers, self._tasks, self._results = [], [], []
+        self._workers, self._tasks, self._results, self._slots = [], [], [], []
 
     def __enter__(self):
         return self

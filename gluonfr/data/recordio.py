@@ -20,8 +20,8 @@ import numpy as np
 
 from ._io import DataFormatError, atomic_outputs
 
-__all__ = ["RECORD_MAGIC", "RecordFile", "unpack_payload", "RecordWriter", "write_property",
-           "read_property"]
+__all__ = ["RECORD_MAGIC", "RecordFile", "unpack_payload", "pack_payload", "RecordWriter",
+           "write_property", "read_property"]
 
 RECORD_MAGIC = 0xCED7230A
 _MAGIC_BYTES = struct.pack("<I", RECORD_MAGIC)
@@ -259,6 +259,20 @@ def unpack_payload(payload, where):
     return flag, label, payload[start:]
 
 
+def pack_payload(label, image_bytes, key=0):
+    """Build a record payload like ``mx.recordio.pack``: IRHeader, array labels, image.
+
+    A scalar ``label`` goes in the header (flag 0); a sequence is stored after the header as
+    float32 values with ``flag = len(label)`` and a header label of 0.
+    """
+    if np.ndim(label) == 0:
+        head = _IRHEADER.pack(0, float(label), int(key), 0)
+        return head + bytes(image_bytes)
+    values = np.asarray(label, dtype="<f4").ravel()
+    head = _IRHEADER.pack(len(values), 0.0, int(key), 0)
+    return head + values.tobytes() + bytes(image_bytes)
+
+
 def write_property(path, num_classes, image_size):
     """Write an insightface ``property`` file: ``num_classes,h,w``."""
     h, w = image_size
@@ -318,9 +332,8 @@ class RecordWriter:
 
     def __init__(self, out_dir, image_size=(112, 112), header=True, array_labels=False,
                  prefix="train"):
-        from mxnet import recordio  # imported here so reading never needs mxnet's C writer
+        from mxnet import recordio  # dmlc's writer (splits payloads at the magic number)
 
-        self._recordio = recordio
         self.out_dir = str(out_dir)
         self.image_size = tuple(int(x) for x in image_size)
         self.header = bool(header)
@@ -348,8 +361,7 @@ class RecordWriter:
                              f"0, 1, 2, ...; got label {label} after label {current}")
         key = self._next_key
         lab = [float(label), 0.0] if self.array_labels else float(label)
-        hdr = self._recordio.IRHeader(0, lab, key, 0)
-        self._io.write_idx(key, self._recordio.pack(hdr, bytes(image_bytes)))
+        self._io.write_idx(key, pack_payload(lab, image_bytes, key))
         self._ranges[-1][1] = key + 1
         self._next_key += 1
         self.num_images += 1
@@ -366,14 +378,12 @@ class RecordWriter:
             self.abort()
             raise ValueError(f"RecordWriter: no images were added; nothing written to "
                              f"{self.out_dir}")
-        rio = self._recordio
         if self.header:
             n, c = self.num_images, self.num_classes
             for label, (begin, end) in enumerate(self._ranges):
-                hdr = rio.IRHeader(0, [float(begin), float(end)], n + 1 + label, 0)
-                self._io.write_idx(n + 1 + label, rio.pack(hdr, b""))
-            hdr = rio.IRHeader(0, [float(n + 1), float(n + 1 + c)], 0, 0)
-            self._io.write_idx(0, rio.pack(hdr, b""))
+                key = n + 1 + label
+                self._io.write_idx(key, pack_payload([begin, end], b"", key))
+            self._io.write_idx(0, pack_payload([n + 1, n + 1 + c], b"", 0))
         self._io.close()
         write_property(self._tmp_prop, self.num_classes, self.image_size)
         self._closed = True

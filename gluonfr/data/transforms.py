@@ -141,5 +141,6 @@ def to_nchw_float32(batch_nhwc):
     """(N, H, W, C) uint8 -> C-contiguous (N, C, H, W) float32 in 0..255 (one pass)."""
     out = np.empty((batch_nhwc.shape[0], batch_nhwc.shape[3]) + batch_nhwc.shape[1:3],
                    dtype=np.float32)
-    np.copyto(out, batch_nhwc.transpose(0, 3, 1, 2), casting="unsafe")
+    for c in range(batch_nhwc.shape[3]):  # per channel: measured faster than one 4-D copy
+        out[:, c] = batch_nhwc[..., c]
     return out
