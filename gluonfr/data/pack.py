@@ -16,7 +16,8 @@ from ._io import DataFormatError, encode_jpeg, read_image_bgr
 from .align import norm_crop
 from .recordio import RecordWriter
 
-__all__ = ["IMAGE_EXTENSIONS", "list_identity_folders", "read_landmarks", "pack_rec"]
+__all__ = ["IMAGE_EXTENSIONS", "list_identity_folders", "read_landmarks", "lookup_landmarks",
+           "pack_rec"]
 
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff", ".ppm", ".pgm")
 
@@ -95,7 +96,9 @@ def _as_points(value, where):
     return pts
 
 
-def _lookup_landmarks(table, image_folder, path):
+def lookup_landmarks(table, image_folder, path):
+    """Landmarks of ``path`` from a :func:`read_landmarks` table: by its path relative to
+    ``image_folder``, else by file name; ``None`` when absent."""
     rel = _norm_key(os.path.relpath(path, image_folder))
     if rel in table:
         return table[rel]
@@ -180,7 +183,7 @@ def pack_rec(image_folder, out_dir, quality=95, landmarks=None, image_size=(112,
         for path in files:
             lmk = None
             if table is not None:
-                lmk = _lookup_landmarks(table, image_folder, path)
+                lmk = lookup_landmarks(table, image_folder, path)
                 if lmk is None:
                     if on_error == "raise":
                         raise DataFormatError(f"pack_rec: no landmarks for {path}")

@@ -34,6 +34,9 @@ def _allowed_globals():
     for mod in ("numpy.core.multiarray", "numpy._core.multiarray"):
         allowed[(mod, "_reconstruct")] = np.core.multiarray._reconstruct
         allowed[(mod, "scalar")] = np.core.multiarray.scalar
+    for mod in ("numpy.core.numeric", "numpy._core.numeric"):
+        # protocol-5 arrays: frombuffer + reshape of the pickled bytes
+        allowed[(mod, "_frombuffer")] = np.core.numeric._frombuffer
     allowed[("numpy", "ndarray")] = np.ndarray
     allowed[("numpy", "dtype")] = np.dtype
     # constructors of plain values only: calling them with any argument runs no user code
@@ -140,6 +143,8 @@ def load_bin(path, image_size=(112, 112)):
         issame = np.asarray(issame)
     except Exception as e:  # noqa: BLE001
         raise DataFormatError(f"{path}: issame_list is not a list of bools ({e})") from e
+    if issame.ndim == 1 and not len(issame) and not len(bins):
+        raise DataFormatError(f"{path}: the file holds no pairs")
     if issame.ndim != 1 or issame.dtype.kind not in "biu":
         raise DataFormatError(f"{path}: issame_list must be a flat list of bools, got dtype "
                               f"{issame.dtype} and shape {issame.shape}")
@@ -149,8 +154,6 @@ def load_bin(path, image_size=(112, 112)):
     if len(bins) != 2 * len(issame):
         raise DataFormatError(f"{path}: {len(bins)} images make {len(bins) // 2} pairs but "
                               f"issame_list has {len(issame)} entries")
-    if not len(issame):
-        raise DataFormatError(f"{path}: the file holds no pairs")
     h, w = (int(x) for x in image_size)
     out = np.empty((len(bins), h, w, 3), dtype=np.uint8)
     for i, item in enumerate(tqdm(bins, desc=f"loading {os.path.basename(path)}", unit="img",
@@ -177,9 +180,7 @@ def _encode_pair_image(image, quality, which):
     if isinstance(image, (bytes, bytearray)):
         decode_bgr(bytes(image), f"pack_bin: {which} image (encoded bytes)")
         return bytes(image)
-    arr = np.asarray(image)
-    if hasattr(image, "asnumpy"):
-        arr = image.asnumpy()
+    arr = image.asnumpy() if hasattr(image, "asnumpy") else np.asarray(image)
     if arr.dtype != np.uint8 or arr.ndim != 3 or arr.shape[2] != 3:
         raise ValueError(f"pack_bin: {which} image must be a path, encoded bytes or an HWC uint8 "
                          f"RGB array; got dtype {arr.dtype} and shape {arr.shape}")
