@@ -32,7 +32,6 @@ def collect(loader, **kw):
     return [(d.asnumpy(), lab.asnumpy()) for d, lab in it]
 
 
-@pytest.mark.compat
 def test_batches_are_the_permuted_flipped_images(rec_root):
     ds = FaceRecordDataset(rec_root)
     loader = make_train_loader(ds, batch_size=4, seed=7)
@@ -132,3 +131,19 @@ def test_bad_arguments():
         make_train_loader(ds, batch_size=1, last_batch="rollover")
     with pytest.raises(ValueError, match="crop_scale"):
         make_train_loader(ds, batch_size=1, crop_scale=(0.9, 0.5))
+
+
+def test_dataset_is_fork_safe_in_gluon_dataloader_workers(rec_root):
+    # each worker process reopens the .rec (a descriptor shared across fork corrupts reads)
+    ds = FaceRecordDataset(rec_root)
+    ds[0]  # the parent has its descriptor open before the fork
+    ref = [ds[i] for i in range(len(ds))]
+    loader = mx.gluon.data.DataLoader(ds, batch_size=6, num_workers=2, shuffle=False,
+                                      last_batch="keep")
+    pos = 0
+    for data, label in loader:
+        for j in range(data.shape[0]):
+            np.testing.assert_array_equal(data[j].asnumpy(), ref[pos][0].asnumpy())
+            assert int(label[j].asscalar()) == ref[pos][1]
+            pos += 1
+    assert pos == len(ds)

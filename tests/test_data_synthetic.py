@@ -18,7 +18,6 @@ def small(tmp_path_factory):
     return out, info
 
 
-@pytest.mark.compat
 def test_layout_and_contents(small):
     out, info = small
     assert sorted(os.listdir(out)) == ["property", "synth_val.bin", "train.idx", "train.rec"]

@@ -164,7 +164,7 @@ class FaceRecordDataset:
         import mxnet as mx
 
         img, label = self.decode(i)
-        img = mx.nd.array(img, dtype=np.uint8)
+        img = mx.nd.from_numpy(img, zero_copy=True)  # cv2's fresh array: no copy needed
         if self.transform is not None:
             img = self.transform(img)
         return img, label
