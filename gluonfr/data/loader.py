@@ -123,9 +123,10 @@ class TrainLoader:
     Build it with :func:`make_train_loader`. ``data`` is an (N, 3, H, W) float32 NDArray in
     0..255 RGB (the networks normalise inside), ``label`` an (N,) NDArray of exact class ids.
 
-    ``for data, label in loader`` runs the current epoch (from ``start_batch``) and then
-    advances to the next; ``iter_epoch(epoch, start_batch)`` runs a given one. See the module
-    docstring for the determinism contract.
+    ``for data, label in loader`` runs the current epoch (from ``start_batch``) and, once it
+    has run to the end, advances to the next (breaking out early keeps the position);
+    ``iter_epoch(epoch, start_batch)`` runs a given one. See the module docstring for the
+    determinism contract.
     """
 
     def __init__(self, dataset, batch_size, num_workers=0, seed=0, augmentation=None,
