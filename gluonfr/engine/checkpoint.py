@@ -1,0 +1,201 @@
+"""Training checkpoints: atomic writes, the last K kept plus the best, and finding the latest.
+
+A checkpoint at iteration ``I`` of model ``M`` is four files in ``save_dir``:
+
+- ``M-I.params``       backbone parameters (``load_parameters`` on the model-zoo network)
+- ``M-I-head.params``  classifier-head parameters (class centres)
+- ``M-I.states``       optimiser states (``mx.nd.save`` dict, see :mod:`.optim`)
+- ``M-I.json``         iteration, data position, lr and its schedule, seeds, validation
+                       results and the configuration
+
+Every file is written to a temporary name in the same folder and moved into place with
+``os.replace``; the ``.json`` goes last, so a checkpoint exists only once all of its files
+do. A run killed at any moment leaves either the previous checkpoint or the new one, never
+half of one.
+"""
+import glob
+import json
+import os
+import re
+
+__all__ = ["CheckpointManager", "atomic_write", "find_checkpoint"]
+
+FORMAT = "gluonfr-checkpoint/1"
+
+
+def atomic_write(path, write):
+    """Call ``write(tmp_path)`` then move ``tmp_path`` onto ``path``.
+
+    The temporary file sits in the same folder (so the move is atomic) and is removed if
+    ``write`` fails.
+    """
+    folder = os.path.dirname(os.path.abspath(path))
+    tmp = os.path.join(folder, f".{os.path.basename(path)}.tmp-{os.getpid()}")
+    try:
+        write(tmp)
+        with open(tmp, "rb") as f:
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    finally:
+        if os.path.exists(tmp):
+            os.remove(tmp)
+    return path
+
+
+def _write_json(obj):
+    def write(tmp):
+        with open(tmp, "w", encoding="utf-8") as f:
+            json.dump(obj, f, indent=2, sort_keys=True)
+    return write
+
+
+def read_meta(json_path):
+    """Load a checkpoint ``.json`` and check that its files exist."""
+    try:
+        with open(json_path, encoding="utf-8") as f:
+            meta = json.load(f)
+    except (OSError, ValueError) as err:
+        raise ValueError(f"{json_path}: not a readable checkpoint description ({err})") from None
+    if not isinstance(meta, dict) or meta.get("format") != FORMAT:
+        raise ValueError(f"{json_path}: not a gluonfr checkpoint (expected format {FORMAT!r})")
+    folder = os.path.dirname(os.path.abspath(json_path))
+    for role, name in meta.get("files", {}).items():
+        path = os.path.join(folder, name)
+        if not os.path.isfile(path):
+            raise ValueError(f"{json_path}: its {role} file {name} is missing")
+        meta.setdefault("paths", {})[role] = path
+    meta["json"] = os.path.abspath(json_path)
+    return meta
+
+
+def find_checkpoint(spec, save_dir, prefix=None):
+    """Resolve ``--resume``: ``"latest"`` (newest in ``save_dir``) or a checkpoint file.
+
+    A ``.params`` / ``.states`` path is mapped to its ``.json``.
+
+    Returns
+    -------
+    dict
+        The checkpoint description (see :func:`read_meta`), with absolute ``paths``.
+
+    Raises
+    ------
+    FileNotFoundError
+        When ``"latest"`` finds no complete checkpoint, or the named one does not exist.
+    """
+    if spec in (None, "", "latest", "auto"):
+        found = CheckpointManager(save_dir, prefix).list()
+        if not found:
+            raise FileNotFoundError(f"--resume: no complete checkpoint (*.json) in {save_dir}")
+        return read_meta(found[-1][1])
+    path = spec
+    for suffix in ("-head.params", ".params", ".states"):
+        if path.endswith(suffix):
+            path = path[: -len(suffix)] + ".json"
+            break
+    if not os.path.isfile(path):
+        raise FileNotFoundError(f"--resume {spec}: no checkpoint description {path}")
+    return read_meta(path)
+
+
+class CheckpointManager:
+    """Save, list and prune the checkpoints of one run.
+
+    Parameters
+    ----------
+    save_dir : str
+        Folder of the run (created if missing).
+    prefix : str
+        Model tag, the first part of every file name; ``None`` matches any when listing.
+    keep_last : int
+        Newest checkpoints kept; the best one (see :meth:`mark_best`) is kept besides them.
+    """
+
+    def __init__(self, save_dir, prefix=None, keep_last=3):
+        self.save_dir = save_dir
+        self.prefix = prefix
+        self.keep_last = int(keep_last)
+
+    def _pattern(self):
+        p = re.escape(self.prefix) if self.prefix else r".+?"
+        return re.compile(r"^(" + p + r")-(\d+)\.json$")
+
+    def list(self):
+        """Complete checkpoints as ``[(iteration, json_path)]``, oldest first."""
+        pat = self._pattern()
+        found = []
+        for path in glob.glob(os.path.join(self.save_dir, "*.json")):
+            m = pat.match(os.path.basename(path))
+            if m:
+                found.append((int(m.group(2)), path))
+        return sorted(found)
+
+    def names(self, iteration):
+        base = f"{self.prefix}-{int(iteration)}"
+        return {"backbone": base + ".params", "head": base + "-head.params",
+                "states": base + ".states", "json": base + ".json"}
+
+    def save(self, iteration, backbone, head, save_states, meta):
+        """Write one checkpoint.
+
+        Parameters
+        ----------
+        iteration : int
+        backbone, head : Block
+            Saved with ``save_parameters``.
+        save_states : callable
+            ``save_states(path)`` writes the optimiser states.
+        meta : dict
+            JSON-serialisable run state; ``format`` and ``files`` are added.
+
+        Returns
+        -------
+        str
+            Path of the checkpoint's ``.json``.
+        """
+        os.makedirs(self.save_dir, exist_ok=True)
+        names = self.names(iteration)
+        path = lambda key: os.path.join(self.save_dir, names[key])  # noqa: E731
+        atomic_write(path("backbone"), backbone.save_parameters)
+        atomic_write(path("head"), head.save_parameters)
+        atomic_write(path("states"), save_states)
+        meta = dict(meta, format=FORMAT, iteration=int(iteration),
+                    files={k: names[k] for k in ("backbone", "head", "states")})
+        atomic_write(path("json"), _write_json(meta))
+        self.prune()
+        return path("json")
+
+    # -- the best checkpoint ------------------------------------------------------------------
+    @property
+    def best_file(self):
+        return os.path.join(self.save_dir, f"{self.prefix}-best.json")
+
+    def mark_best(self, iteration, score, detail=None):
+        """Record checkpoint ``iteration`` as the best (``score`` higher is better)."""
+        record = {"iteration": int(iteration), "score": float(score),
+                  "json": self.names(iteration)["json"], "detail": detail or {}}
+        atomic_write(self.best_file, _write_json(record))
+
+    def best(self):
+        """The best record written by :meth:`mark_best`, or ``None``."""
+        if not os.path.isfile(self.best_file):
+            return None
+        with open(self.best_file, encoding="utf-8") as f:
+            return json.load(f)
+
+    def prune(self):
+        """Delete all but the newest ``keep_last`` checkpoints and the best one."""
+        found = self.list()
+        best = self.best()
+        keep = {it for it, _ in found[-self.keep_last:]}
+        if best is not None:
+            keep.add(int(best["iteration"]))
+        for it, json_path in found:
+            if it in keep:
+                continue
+            # the description goes first: a checkpoint never outlives one of its files
+            os.remove(json_path)
+            for key, name in self.names(it).items():
+                p = os.path.join(self.save_dir, name)
+                if key != "json" and os.path.exists(p):
+                    os.remove(p)

@@ -1,0 +1,352 @@
+"""The training configuration: one dataclass, its validation, and the matching command line.
+
+``scripts/train.py`` is :func:`add_arguments` + :func:`config_from_args` +
+:func:`gluonfr.engine.train`; the shell recipes in ``scripts/`` only choose values for these
+fields.
+"""
+import argparse
+import dataclasses
+import json
+import os
+from dataclasses import dataclass, field
+from typing import List, Optional
+
+__all__ = ["TrainConfig", "add_arguments", "config_from_args", "LOSSES", "LR_MODES",
+           "KVSTORES"]
+
+LOSSES = ("arcface", "cosface", "combined", "normface", "l2softmax", "softmax")
+LR_MODES = ("step", "cosine", "poly")
+KVSTORES = ("device", "local", "nccl", "dist_sync", "dist_device_sync")
+
+
+@dataclass
+class TrainConfig:
+    """Everything one training run depends on (saved beside every checkpoint).
+
+    Attributes
+    ----------
+    model : str
+        A :func:`gluonfr.model_zoo.get_model` name, or ``"package.module:function"`` naming a
+        callable that returns an embedding ``HybridBlock`` (for your own backbones).
+    embedding_size : int or None
+        Passed to the model constructor; ``None`` keeps the model's default.
+    loss : str
+        ``arcface``, ``cosface``, ``combined`` (``margin_m1/m2/m3``), ``normface`` (s*cos, no
+        margin), ``l2softmax`` (alpha = ``margin_s``) or ``softmax`` (plain dense classifier).
+    margin_s, margin_m : float
+        Scale and margin of ArcFace / CosFace (``margin_m`` defaults per loss: 0.5 / 0.35).
+    margin_m1, margin_m2, margin_m3 : float
+        Combined margin ``s*(cos(m1*theta + m2) - m3)``.
+    loss_warmup_iters : int
+        The first N iterations use the margin-free scaled cosine softmax (NormFace, s*cos), then
+        the chosen loss takes over in the same run (gluon-face's MobileFaceNet recipe).
+    data_dir : str
+        Folder with ``train.rec``, ``train.idx``, ``property`` and the validation ``.bin`` files.
+    batch_size : int
+        Samples per device per iteration; the global batch is this times the number of devices
+        (times the number of workers when distributed).
+    ctx : str
+        Devices, e.g. ``"cpu:0"``, ``"cpu:0,cpu:1"``, ``"gpu:0,gpu:1"``; ``gpus`` overrides it.
+    gpus : str or None
+        GPU ids shorthand, e.g. ``"0,1,2,3"``.
+    kvstore : str
+        ``device``, ``local``, ``nccl``, ``dist_sync`` or ``dist_device_sync``.
+    num_workers : int
+        Data-loading worker processes (0 decodes in the training process).
+    optimizer : str
+        Any ``mx.optimizer`` name (``sgd``, ``nag``, ``adam``, ...).
+    lr, momentum, wd : float
+        Base learning rate, momentum (sgd / nag only), weight decay.
+    no_wd : bool
+        No weight decay on BatchNorm gamma/beta, biases and PReLU slopes.
+    head_wd_mult : float
+        Weight-decay multiplier of the class centres (insightface's ``fc7_wd_mult``).
+    lr_mode : str
+        ``step``, ``cosine`` or ``poly`` after the linear warmup.
+    lr_steps : list of int
+        Absolute iterations at which ``step`` multiplies the lr by ``lr_factor``.
+    lr_factor, lr_power, target_lr : float
+        Step factor, poly power, final lr of cosine / poly.
+    warmup_iters : int
+        Linear lr warmup from ``warmup_lr`` to ``lr``.
+    max_iters, epochs : int
+        Length of the run; ``epochs`` converts to iterations from the dataset size when
+        ``max_iters`` is 0.
+    val_targets : list of str
+        ``<name>.bin`` files in ``data_dir`` to verify on; missing ones are skipped with a warning.
+    val_interval, val_batch_size : int
+        Verification every N iterations (and at the end); 0 turns it off.
+    val_flip : bool
+        Flip-sum embeddings for verification (insightface's "Accuracy-Flip").
+    save_dir : str
+        Checkpoints, ``log.txt`` and (by default) the TensorBoard logs.
+    save_interval, keep_last : int
+        A checkpoint every N iterations (and at the end); the last K are kept plus the best.
+    resume : str or None
+        ``"latest"`` (newest checkpoint in ``save_dir``) or the path of a checkpoint's
+        ``.json`` / ``.params`` file.
+    pretrained_backbone : str or None
+        Backbone ``.params`` to start from (ignored when resuming).
+    hybridize : bool
+        Hybridize backbone and head with ``static_alloc`` / ``static_shape``.
+    dtype : str
+        ``float32``, or ``float16`` (GPU only, MXNet AMP with dynamic loss scaling).
+    seed : int
+        Seeds initialisation, data order, augmentation and dropout.
+    log_interval : int
+        Loss, accuracy, speed and lr every N iterations (the only host syncs of the loop).
+    tensorboard : str
+        TensorBoard log dir; ``"auto"`` = ``save_dir/tensorboard``, ``""`` turns it off.
+    flip_augment : bool
+        Random horizontal flips of training images.
+    progress : bool
+        Show a tqdm progress bar on the console.
+    """
+
+    model: str = "mobilefacenet"
+    embedding_size: Optional[int] = None
+    loss: str = "arcface"
+    margin_s: float = 64.0
+    margin_m: Optional[float] = None
+    margin_m1: float = 1.0
+    margin_m2: float = 0.3
+    margin_m3: float = 0.2
+    loss_warmup_iters: int = 0
+    data_dir: str = os.path.join("data", "faces_emore")
+    batch_size: int = 64
+    ctx: str = "cpu:0"
+    gpus: Optional[str] = None
+    kvstore: str = "device"
+    num_workers: int = 2
+    optimizer: str = "sgd"
+    lr: float = 0.1
+    momentum: float = 0.9
+    wd: float = 5e-4
+    no_wd: bool = False
+    head_wd_mult: float = 1.0
+    lr_mode: str = "step"
+    lr_steps: List[int] = field(default_factory=list)
+    lr_factor: float = 0.1
+    lr_power: float = 2.0
+    target_lr: float = 0.0
+    warmup_iters: int = 0
+    warmup_lr: float = 0.0
+    max_iters: int = 0
+    epochs: int = 0
+    val_targets: List[str] = field(default_factory=lambda: ["lfw", "cfp_fp", "agedb_30"])
+    val_interval: int = 2000
+    val_batch_size: int = 64
+    val_flip: bool = True
+    save_dir: str = os.path.join("runs", "train")
+    save_interval: int = 2000
+    keep_last: int = 3
+    resume: Optional[str] = None
+    pretrained_backbone: Optional[str] = None
+    hybridize: bool = True
+    dtype: str = "float32"
+    seed: int = 0
+    log_interval: int = 50
+    tensorboard: str = "auto"
+    flip_augment: bool = True
+    progress: bool = True
+
+    def __post_init__(self):
+        if self.margin_m is None:
+            self.margin_m = {"cosface": 0.35}.get(self.loss, 0.5)
+        self.lr_steps = [int(s) for s in self.lr_steps]
+        self.val_targets = [t for t in self.val_targets if t]
+        self.validate()
+
+    # -- checks -------------------------------------------------------------------------------
+    def validate(self):
+        """Raise ``ValueError`` naming the first field with an impossible value."""
+        def bad(name, expected):
+            raise ValueError(f"TrainConfig.{name}={getattr(self, name)!r}: expected {expected}")
+
+        if self.loss not in LOSSES:
+            bad("loss", "one of " + ", ".join(LOSSES))
+        if self.lr_mode not in LR_MODES:
+            bad("lr_mode", "one of " + ", ".join(LR_MODES))
+        if self.kvstore not in KVSTORES:
+            bad("kvstore", "one of " + ", ".join(KVSTORES))
+        if self.dtype not in ("float32", "float16"):
+            bad("dtype", "float32 or float16")
+        for name in ("batch_size", "log_interval"):
+            if getattr(self, name) < 1:
+                bad(name, "a positive integer")
+        for name in ("max_iters", "epochs", "warmup_iters", "loss_warmup_iters", "val_interval",
+                     "save_interval", "num_workers"):
+            if getattr(self, name) < 0:
+                bad(name, "an integer >= 0")
+        if self.keep_last < 1:
+            bad("keep_last", "at least 1")
+        if self.max_iters == 0 and self.epochs == 0:
+            bad("max_iters", "a positive iteration count (or set epochs)")
+        if self.lr <= 0:
+            bad("lr", "a positive learning rate")
+        if self.margin_s <= 0:
+            bad("margin_s", "a positive scale")
+        if self.lr_mode == "step" and sorted(self.lr_steps) != self.lr_steps:
+            bad("lr_steps", "increasing iteration numbers")
+        if self.max_iters and self.warmup_iters >= self.max_iters:
+            bad("warmup_iters", f"fewer than max_iters={self.max_iters}")
+        if self.dtype == "float16" and not self.uses_gpu:
+            bad("dtype", "float32 on CPU (float16 training needs GPUs: --gpus / --ctx gpu:0)")
+
+    # -- derived values -------------------------------------------------------------------------
+    @property
+    def ctx_spec(self):
+        """The device spec actually used: ``gpus`` when given, else ``ctx``."""
+        if self.gpus:
+            return ",".join(f"gpu:{g.strip()}" for g in str(self.gpus).split(",") if g.strip())
+        return self.ctx
+
+    @property
+    def uses_gpu(self):
+        return "gpu" in self.ctx_spec.lower() or bool(self.gpus)
+
+    @property
+    def tensorboard_dir(self):
+        """Where TensorBoard events go, or ``None`` when turned off."""
+        if not self.tensorboard or self.tensorboard.lower() in ("none", "off", "false"):
+            return None
+        if self.tensorboard == "auto":
+            return os.path.join(self.save_dir, "tensorboard")
+        return self.tensorboard
+
+    @property
+    def model_tag(self):
+        """File-name prefix of checkpoints: the model name, or the factory's function name."""
+        return self.model.rsplit(":", 1)[-1].replace(".", "_")
+
+    def to_dict(self):
+        return dataclasses.asdict(self)
+
+    def to_json(self):
+        return json.dumps(self.to_dict(), indent=2, sort_keys=True)
+
+    @classmethod
+    def from_dict(cls, d):
+        """Build from a dict (unknown keys are an error naming them)."""
+        names = {f.name for f in dataclasses.fields(cls)}
+        unknown = sorted(set(d) - names)
+        if unknown:
+            raise ValueError(f"unknown TrainConfig fields: {', '.join(unknown)}")
+        return cls(**d)
+
+
+# -- command line ------------------------------------------------------------------------------
+def _int_list(text):
+    text = str(text).strip()
+    if not text:
+        return []
+    try:
+        return [int(float(s)) for s in text.split(",") if s.strip()]
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f"expected comma-separated iterations like 100000,160000, got {text!r}") from None
+
+
+def _str_list(text):
+    return [s.strip() for s in str(text).split(",") if s.strip()]
+
+
+def add_arguments(parser):
+    """Add every :class:`TrainConfig` field to an ``argparse`` parser (``--kebab-case``)."""
+    fields = TrainConfig.__dataclass_fields__
+    default = {k: (v.default_factory() if v.default_factory is not dataclasses.MISSING
+                   else v.default) for k, v in fields.items()}
+    group = parser
+
+    def add(name, *flags, **kw):
+        kw.setdefault("default", default[name])
+        group.add_argument(*flags, dest=name, **kw)
+
+    def toggle(name, flag, help_on, help_off):
+        both = group.add_mutually_exclusive_group()
+        both.add_argument(flag, dest=name, action="store_true", help=help_on)
+        both.add_argument("--no-" + flag[2:], dest=name, action="store_false", help=help_off)
+        parser.set_defaults(**{name: default[name]})
+
+    group = parser.add_argument_group("model and loss")
+    add("model", "--model", "-n",
+        help="model-zoo name or package.module:function (default: %(default)s)")
+    add("embedding_size", "--embedding-size", type=int, help="embedding width (model default)")
+    add("loss", "--loss", choices=LOSSES, help="default: %(default)s")
+    add("margin_s", "--margin-s", "-s", type=float,
+        help="scale s; alpha for l2softmax (default: %(default)s)")
+    add("margin_m", "--margin-m", "-m", type=float,
+        help="margin m (default 0.5 for arcface, 0.35 for cosface)")
+    add("margin_m1", "--margin-m1", type=float, help="combined margin m1")
+    add("margin_m2", "--margin-m2", type=float, help="combined margin m2")
+    add("margin_m3", "--margin-m3", type=float, help="combined margin m3")
+    add("loss_warmup_iters", "--loss-warmup-iters", type=int,
+        help="the first N iterations train with NormFace (s*cos), then --loss")
+    add("pretrained_backbone", "--pretrained-backbone", help="backbone .params to start from")
+
+    group = parser.add_argument_group("data and devices")
+    add("data_dir", "--data-dir", help="train.rec/.idx/property and <target>.bin files")
+    add("batch_size", "--batch-size", "-b", type=int, help="per device (default: %(default)s)")
+    add("ctx", "--ctx", help="devices, e.g. cpu:0,cpu:1 or gpu:0,gpu:1 (default: %(default)s)")
+    add("gpus", "--gpus", help="GPU ids, e.g. 0,1,2,3 (overrides --ctx)")
+    add("kvstore", "--kvstore", choices=KVSTORES, help="default: %(default)s")
+    add("num_workers", "--num-workers", "-j", type=int,
+        help="data-loading processes (default: %(default)s)")
+    toggle("flip_augment", "--flip-augment", "random horizontal flips (default)",
+           "no training-time flips")
+
+    group = parser.add_argument_group("optimisation")
+    add("optimizer", "--optimizer", help="mx.optimizer name (default: %(default)s)")
+    add("lr", "--lr", type=float, help="base learning rate (default: %(default)s)")
+    add("momentum", "--momentum", type=float, help="sgd / nag momentum (default: %(default)s)")
+    add("wd", "--wd", type=float, help="weight decay (default: %(default)s)")
+    toggle("no_wd", "--no-wd", "no weight decay on BN, biases and PReLU",
+           "weight decay on every parameter (default)")
+    add("head_wd_mult", "--head-wd-mult", type=float,
+        help="weight-decay multiplier of the class centres (insightface fc7 wd mult)")
+    add("lr_mode", "--lr-mode", choices=LR_MODES, help="default: %(default)s")
+    add("lr_steps", "--lr-steps", type=_int_list, help="iterations, e.g. 100000,160000")
+    add("lr_factor", "--lr-factor", type=float, help="step factor (default: %(default)s)")
+    add("lr_power", "--lr-power", type=float, help="poly power (default: %(default)s)")
+    add("target_lr", "--target-lr", type=float, help="final lr of cosine / poly")
+    add("warmup_iters", "--warmup-iters", type=int, help="linear lr warmup iterations")
+    add("warmup_lr", "--warmup-lr", type=float, help="lr at the start of the warmup")
+    add("max_iters", "--max-iters", type=int, help="iterations to train")
+    add("epochs", "--epochs", type=int, help="epochs to train when --max-iters is 0")
+    toggle("hybridize", "--hybridize", "static-graph training (default)", "imperative")
+    add("dtype", "--dtype", choices=("float32", "float16"), help="default: %(default)s")
+    add("seed", "--seed", type=int, help="default: %(default)s")
+
+    group = parser.add_argument_group("validation, checkpoints and logs")
+    add("val_targets", "--val-targets", "-t", type=_str_list,
+        help="comma list of <name>.bin in --data-dir (default: lfw,cfp_fp,agedb_30)")
+    add("val_interval", "--val-interval", type=int, help="0 = off (default: %(default)s)")
+    add("val_batch_size", "--val-batch-size", type=int)
+    toggle("val_flip", "--val-flip", "flip-sum embeddings (default)", "no flip")
+    add("save_dir", "--save-dir", help="checkpoints, log.txt, tensorboard (default: %(default)s)")
+    add("save_interval", "--save-interval", type=int, help="default: %(default)s")
+    add("keep_last", "--keep-last", type=int,
+        help="checkpoints kept besides the best (default: %(default)s)")
+    add("resume", "--resume", nargs="?", const="latest",
+        help="resume from the latest checkpoint in --save-dir, or from the given one")
+    add("log_interval", "--log-interval", type=int, help="default: %(default)s")
+    add("tensorboard", "--tensorboard",
+        help="TensorBoard dir ('auto' = SAVE_DIR/tensorboard, 'none' = off)")
+    toggle("progress", "--progress", "tqdm progress bar (default)", "no progress bar")
+    return parser
+
+
+def config_from_args(args):
+    """Turn parsed arguments into a :class:`TrainConfig` (errors name the flag)."""
+    values = {f.name: getattr(args, f.name) for f in dataclasses.fields(TrainConfig)
+              if hasattr(args, f.name)}
+    try:
+        return TrainConfig(**values)
+    except ValueError as err:
+        msg = str(err)
+        for f in dataclasses.fields(TrainConfig):
+            prefix = f"TrainConfig.{f.name}="
+            if msg.startswith(prefix):
+                msg = "--" + f.name.replace("_", "-") + "=" + msg[len(prefix):]
+                break
+        raise ValueError(msg) from None

@@ -1,0 +1,490 @@
+"""The training loop: config -> data -> backbone + head -> trainer -> callbacks.
+
+One readable loop in the spirit of insightface's ``arcface_torch``. Per iteration it splits
+the batch over the devices, runs the hybridized backbone and head under autograd, and takes
+one optimiser step; per-iteration loss and accuracy sums stay on the devices until a callback
+asks for them (see :meth:`TrainLoop.sync_metrics`), so nothing waits for the devices between
+log intervals.
+"""
+import importlib
+import json
+import logging
+import math
+import os
+import time
+import warnings
+
+import mxnet as mx
+import numpy as np
+from mxnet import autograd, gluon
+
+from ..data import FaceRecordDataset, TrainLoader, load_bin, make_train_loader
+from ..data.loader import epoch_permutation
+from ..loss import check_labels
+from ..model_zoo import default_initializer, get_model
+from ..utils.context import parse_ctx
+from .callbacks import (
+    CheckpointCallback,
+    LogCallback,
+    VerificationCallback,
+    make_summary_writer,
+    setup_logger,
+)
+from .checkpoint import CheckpointManager, find_checkpoint
+from .config import TrainConfig
+from .distributed import DistGradientReducer, create_kvstore
+from .head import build_heads
+from .optim import (
+    load_optimizer_states,
+    make_lr_scheduler,
+    make_optimizer,
+    save_optimizer_states,
+    set_num_update,
+    set_wd_mult,
+)
+
+__all__ = ["train", "TrainLoop", "NonFiniteLossError", "build_backbone", "load_val_targets"]
+
+
+class NonFiniteLossError(FloatingPointError):
+    """The loss became NaN or infinite; the run stopped before saving over a good checkpoint.
+
+    Attributes
+    ----------
+    iteration : int
+        The first iteration whose loss was not finite.
+    checkpoint : str or None
+        The last good checkpoint (``.json``), to resume from with gentler settings.
+    """
+
+    def __init__(self, message, iteration, checkpoint=None):
+        super().__init__(message)
+        self.iteration = iteration
+        self.checkpoint = checkpoint
+
+
+def build_backbone(model, ctx, embedding_size=None):
+    """The embedding network: a model-zoo name or ``"package.module:function"``.
+
+    A factory's network is initialised with :func:`gluonfr.model_zoo.default_initializer`
+    unless it already is.
+    """
+    kwargs = {} if embedding_size is None else {"embedding_size": int(embedding_size)}
+    if ":" not in model:
+        return get_model(model, ctx=ctx, **kwargs)
+    module, _, name = model.partition(":")
+    try:
+        factory = getattr(importlib.import_module(module), name)
+    except (ImportError, AttributeError) as err:
+        raise ValueError(f"--model {model}: cannot import {name} from {module} ({err})") from None
+    net = factory(**kwargs)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # "already initialized" is fine for a factory's net
+        net.initialize(default_initializer(), ctx=ctx)
+    return net
+
+
+def load_val_targets(data_dir, names, logger=None):
+    """``{name: (images, issame)}`` for every ``<data_dir>/<name>.bin`` that exists."""
+    targets = {}
+    for name in names:
+        path = os.path.join(data_dir, name if name.endswith(".bin") else name + ".bin")
+        if not os.path.isfile(path):
+            if logger is not None:
+                logger.warning(f"verification target {path} not found: skipped")
+            continue
+        targets[os.path.basename(path)[:-4]] = load_bin(path)
+    return targets
+
+
+class ShardedTrainLoader(TrainLoader):
+    """Worker ``rank`` of ``num_shards`` reads its slice of every global batch.
+
+    The global batch (and so every sample's position and augmentation) is that of the
+    single-process loader with ``batch_size * num_shards``; each distributed worker decodes
+    only its own ``batch_size`` samples.
+    """
+
+    def __init__(self, dataset, batch_size, rank, num_shards, **kwargs):
+        super().__init__(dataset, batch_size * num_shards, **kwargs)
+        self.shard_size = int(batch_size)
+        self.rank = int(rank)
+
+    def iter_epoch(self, epoch, start_batch=0):
+        from ..data.transforms import to_nchw_float32
+
+        nb = len(self)
+        perm = epoch_permutation(self.num_samples, self.seed, epoch, self.shuffle)
+        lo, hi = self.rank * self.shard_size, (self.rank + 1) * self.shard_size
+        chunks = [perm[b * self.batch_size:(b + 1) * self.batch_size][lo:hi]
+                  for b in range(int(start_batch), nb)]
+        for images, labels in self._produce(int(epoch), chunks):
+            data = mx.nd.from_numpy(to_nchw_float32(images), zero_copy=True)
+            yield data, mx.nd.array(labels, dtype=self.label_dtype)
+
+
+class TrainLoop:
+    """The state of one training run; :meth:`run` trains it.
+
+    Parameters
+    ----------
+    cfg : TrainConfig
+    backbone : HybridBlock, optional
+        Use this network instead of building ``cfg.model`` (already initialised).
+    dataset : dataset, optional
+        Use this dataset instead of ``FaceRecordDataset(cfg.data_dir)``; it needs
+        ``num_classes`` and ``(HWC uint8 RGB image, label)`` items.
+    callbacks : list of Callback, optional
+        Run after the default logging, verification and checkpoint callbacks.
+
+    Attributes used by callbacks
+    ----------------------------
+    iteration, epoch, batch_in_epoch, max_iters, global_batch, ctx, backbone, head, trainer,
+    logger, writer, checkpoints, is_chief, best_val, best_score, learning_rate.
+    """
+
+    def __init__(self, cfg, backbone=None, dataset=None, callbacks=None):
+        if not isinstance(cfg, TrainConfig):
+            raise TypeError(f"cfg must be a TrainConfig, got {type(cfg).__name__}")
+        self.cfg = cfg
+        self.ctx = parse_ctx(cfg.ctx_spec)
+        self.kv, self.rank, self.num_kv_workers = create_kvstore(cfg.kvstore, self.ctx)
+        self.is_chief = self.rank == 0
+        os.makedirs(cfg.save_dir, exist_ok=True)
+        self.logger = setup_logger(os.path.join(cfg.save_dir, "log.txt") if self.is_chief
+                                   else None, console=True)
+        if not self.is_chief:
+            self.logger.setLevel(logging.WARNING)
+        self.checkpoints = CheckpointManager(cfg.save_dir, cfg.model_tag, cfg.keep_last)
+
+        resume = None
+        if cfg.resume:
+            resume = find_checkpoint(cfg.resume, cfg.save_dir, cfg.model_tag)
+        if cfg.dtype == "float16":
+            from mxnet.contrib import amp
+
+            amp.init(target_dtype="float16")  # before any network is built
+        seed = int(cfg.seed)
+        mx.random.seed(seed)
+
+        # -- data ----------------------------------------------------------------------------
+        if dataset is None:
+            dataset = FaceRecordDataset(cfg.data_dir)
+        self.num_classes = int(dataset.num_classes)
+        self.per_device_batch = cfg.batch_size
+        self.worker_batch = cfg.batch_size * len(self.ctx)
+        self.global_batch = self.worker_batch * self.num_kv_workers
+        loader_kw = dict(num_workers=cfg.num_workers, seed=seed)
+        if self.num_kv_workers == 1:
+            self.loader = make_train_loader(dataset, self.global_batch, flip=cfg.flip_augment,
+                                            **loader_kw)
+        else:
+            from ..data.transforms import TrainAugmentation
+
+            self.loader = ShardedTrainLoader(dataset, self.worker_batch, self.rank,
+                                             self.num_kv_workers,
+                                             augmentation=TrainAugmentation(cfg.flip_augment),
+                                             **loader_kw)
+        self.iters_per_epoch = len(self.loader)
+        self.max_iters = cfg.max_iters or cfg.epochs * self.iters_per_epoch
+        if self.max_iters <= cfg.warmup_iters:
+            raise ValueError(f"{self.max_iters} iterations ({cfg.epochs} epochs of "
+                             f"{self.iters_per_epoch}) leave nothing after --warmup-iters "
+                             f"{cfg.warmup_iters}")
+
+        # -- networks ------------------------------------------------------------------------
+        self.backbone = backbone if backbone is not None else build_backbone(
+            cfg.model, self.ctx, cfg.embedding_size)
+        emb = getattr(self.backbone, "embedding_size", None) or cfg.embedding_size
+        if not emb:
+            raise ValueError(f"--model {cfg.model}: the network has no embedding_size "
+                             "attribute; pass --embedding-size")
+        self.embedding_size = int(emb)
+        if cfg.pretrained_backbone and resume is None:
+            self._load_backbone(cfg.pretrained_backbone)
+        self.main_head, self.warmup_head = build_heads(cfg, self.num_classes,
+                                                       self.embedding_size)
+        self.main_head.initialize(mx.init.Xavier(), ctx=self.ctx)
+        if cfg.hybridize:
+            for block in (self.backbone, self.main_head, self.warmup_head):
+                if block is not None:
+                    block.hybridize(static_alloc=True, static_shape=True)
+
+        # -- optimiser -----------------------------------------------------------------------
+        self.wd_mults = set_wd_mult(self.backbone.collect_params(),
+                                    self.main_head.collect_params(), cfg.no_wd,
+                                    cfg.head_wd_mult)
+        self.lr_scheduler = make_lr_scheduler(
+            cfg.lr_mode, cfg.lr, self.max_iters, cfg.warmup_iters, cfg.warmup_lr, cfg.lr_steps,
+            cfg.lr_factor, cfg.lr_power, cfg.target_lr)
+        optimizer = make_optimizer(cfg.optimizer, cfg.lr, cfg.wd, cfg.momentum,
+                                   self.lr_scheduler)
+        self.params = self.backbone.collect_params()
+        self.params.update(self.main_head.collect_params())
+        self.trainer = gluon.Trainer(self.params, optimizer, kvstore=self.kv,
+                                     update_on_kvstore=False if self.kv is not None else None)
+        if cfg.dtype == "float16":
+            amp.init_trainer(self.trainer)  # dynamic loss scaling
+        self._reduce_dist = None
+        if self.kv is not None and "dist" in self.kv.type:
+            self._reduce_dist = DistGradientReducer(self.kv, list(self.params.values()),
+                                                    self.ctx[0], key_offset=len(self.params.keys()))
+
+        # -- run state -----------------------------------------------------------------------
+        self.iteration = 0
+        self.epoch = 0
+        self.batch_in_epoch = 0
+        self.best_val = {}
+        self.best_score = None
+        self.new_best = False
+        self.last_val = None
+        self.last_stats = None
+        self.last_checkpoint = None
+        self._pending = []  # per-iteration (iteration, [(loss_sum, hits)] per device)
+        self._window = {"loss": 0.0, "hits": 0.0, "samples": 0}
+        self._checked_iter = 0
+        if resume is not None:
+            self._restore(resume)
+        self.writer = make_summary_writer(cfg.tensorboard_dir) if self.is_chief else None
+        self.targets = (load_val_targets(cfg.data_dir, cfg.val_targets, self.logger)
+                        if self.is_chief and cfg.val_interval > 0 else {})
+        self.callbacks = [LogCallback(cfg.log_interval, progress=cfg.progress),
+                          VerificationCallback(cfg.val_interval, self.targets,
+                                               cfg.val_batch_size, cfg.val_flip),
+                          CheckpointCallback(cfg.save_interval)] + list(callbacks or [])
+
+    # -- properties ----------------------------------------------------------------------------
+    @property
+    def head(self):
+        """The head of the current phase (NormFace during loss warm-up)."""
+        if self.warmup_head is not None and self.iteration < self.cfg.loss_warmup_iters:
+            return self.warmup_head
+        return self.main_head
+
+    @property
+    def loss_name(self):
+        return "normface" if self.head is self.warmup_head else self.cfg.loss
+
+    @property
+    def learning_rate(self):
+        """The lr of the last update (the schedule at the optimiser's counter)."""
+        return float(self.lr_scheduler(max(self.trainer.optimizer.num_update, 1)))
+
+    # -- checkpoints ---------------------------------------------------------------------------
+    def _load_backbone(self, path):
+        try:
+            self.backbone.load_parameters(path, ctx=self.ctx)
+        except (AssertionError, ValueError, mx.MXNetError) as err:
+            raise ValueError(f"--pretrained-backbone {path}: does not fit --model "
+                             f"{self.cfg.model} ({str(err).splitlines()[0]})") from None
+        self.logger.info(f"backbone initialised from {path}")
+
+    def _restore(self, meta):
+        paths = meta["paths"]
+        try:
+            self.backbone.load_parameters(paths["backbone"], ctx=self.ctx)
+            self.main_head.load_parameters(paths["head"], ctx=self.ctx)
+        except (AssertionError, ValueError, mx.MXNetError) as err:
+            raise ValueError(f"--resume {meta['json']}: its parameters do not fit this "
+                             f"model / loss ({str(err).splitlines()[0]})") from None
+        load_optimizer_states(self.trainer, paths["states"])
+        it = int(meta["iteration"])
+        set_num_update(self.trainer.optimizer, it)
+        self.iteration = it
+        self.epoch = int(meta["epoch"])
+        self.batch_in_epoch = int(meta["batch_in_epoch"])
+        self.best_val = meta.get("best_val", {})
+        self.best_score = meta.get("best_score")
+        self._checked_iter = it
+        self.last_checkpoint = meta["json"]
+        self._reseed()
+        if self.global_batch != int(meta.get("global_batch", self.global_batch)):
+            self.logger.warning(f"resuming with global batch {self.global_batch}, the "
+                                f"checkpoint was trained with {meta['global_batch']}: the data "
+                                "order will differ from an uninterrupted run")
+        self.logger.info(f"resumed from {meta['json']} at iteration {it} (epoch "
+                         f"{self.epoch}, batch {self.batch_in_epoch}, lr "
+                         f"{self.learning_rate:.6g})")
+
+    def _reseed(self):
+        """Re-seed MXNet's generator from (seed, iteration): dropout draws after a checkpoint
+        are the same whether the run continued or was resumed from it."""
+        mx.random.seed((int(self.cfg.seed) * 1000003 + self.iteration) % (2 ** 31))
+
+    def save_checkpoint(self):
+        """Write a checkpoint of the current iteration (see :mod:`.checkpoint`)."""
+        meta = {
+            "epoch": self.epoch, "batch_in_epoch": self.batch_in_epoch,
+            "iterations_per_epoch": self.iters_per_epoch, "max_iters": self.max_iters,
+            "global_batch": self.global_batch, "num_update": self.trainer.optimizer.num_update,
+            "lr": self.learning_rate, "loss_phase": self.loss_name,
+            "lr_schedule": {"mode": self.cfg.lr_mode, "base_lr": self.cfg.lr,
+                            "warmup_iters": self.cfg.warmup_iters, "steps": self.cfg.lr_steps,
+                            "factor": self.cfg.lr_factor, "power": self.cfg.lr_power,
+                            "target_lr": self.cfg.target_lr, "max_iters": self.max_iters,
+                            "state": "lr = schedule(num_update)"},
+            "seeds": {"seed": self.cfg.seed, "data": "order and augmentation = f(seed, epoch, "
+                      "index)", "mxnet": "reseeded from (seed, iteration) at each checkpoint"},
+            "best_val": self.best_val, "best_score": self.best_score, "last_val": self.last_val,
+            "wd_mult": self.wd_mults, "config": self.cfg.to_dict(), "time": time.time(),
+        }
+        path = self.checkpoints.save(self.iteration, self.backbone, self.main_head,
+                                     lambda p: save_optimizer_states(self.trainer, p), meta)
+        self.last_checkpoint = path
+        self._reseed()
+        return path
+
+    # -- metrics -------------------------------------------------------------------------------
+    def sync_metrics(self):
+        """Bring the per-iteration sums since the last call to the host.
+
+        Returns the window's mean loss and accuracy (since the previous log line) and
+        raises :class:`NonFiniteLossError` naming the first iteration whose loss is NaN/inf.
+        """
+        if self._pending:
+            its = [it for it, _ in self._pending]
+            loss, hit = 0.0, 0.0
+            for d in range(len(self.ctx)):
+                # one stacked copy per device and quantity: two waits per device per call
+                loss = loss + mx.nd.concat(*[per[d][0] for _, per in self._pending],
+                                           dim=0).asnumpy().astype(np.float64)
+                hit = hit + mx.nd.concat(*[per[d][1] for _, per in self._pending],
+                                         dim=0).asnumpy().astype(np.float64)
+            self._pending = []
+            bad = np.flatnonzero(~np.isfinite(loss))
+            if bad.size:
+                self._stop_non_finite(its[bad[0]], loss[bad[0]])
+            self._window["loss"] += float(loss.sum())
+            self._window["hits"] += float(hit.sum())
+            self._window["samples"] += len(its) * self.worker_batch
+            self._checked_iter = its[-1]
+        w = self._window
+        n = max(w["samples"], 1)
+        stats = {"loss": w["loss"] / n, "accuracy": w["hits"] / n, "samples": w["samples"]}
+        self._window = {"loss": 0.0, "hits": 0.0, "samples": 0}
+        return stats
+
+    def _stop_non_finite(self, iteration, value, what="loss"):
+        ckpt = self.last_checkpoint
+        where = (f"the last good checkpoint is {ckpt}" if ckpt else
+                 "no checkpoint was written yet")
+        msg = (f"{what} became {value} at iteration {iteration}: training stopped; {where}. "
+               f"Resume from it with a lower --lr, a longer --warmup-iters or "
+               f"--loss-warmup-iters (NormFace before the margin loss), or a smaller "
+               f"--margin-s.")
+        self.logger.error(msg)
+        raise NonFiniteLossError(msg, iteration, ckpt)
+
+    def check_parameters_finite(self):
+        """Raise :class:`NonFiniteLossError` if any trained parameter holds NaN / inf."""
+        ctx = self.ctx[0]
+        norms = [p.data(ctx).norm() for p in self.params.values() if p.grad_req != "null"]
+        total = float(mx.nd.add_n(*norms).asscalar()) if norms else 0.0
+        if not math.isfinite(total):
+            self._stop_non_finite(self.iteration, total, what="the parameters' norm")
+
+    # -- the loop ------------------------------------------------------------------------------
+    def _batches(self):
+        """``(data, label)`` from the stored position on, epoch after epoch."""
+        self.loader.set_epoch(self.epoch, self.batch_in_epoch)
+        while True:
+            yield from self.loader
+            # the loader moved to the next epoch by itself
+
+    def step(self, data, label):
+        """One optimiser step on a batch (no host synchronisation)."""
+        check_labels(label, self.num_classes)  # host array: no device wait
+        xs = gluon.utils.split_and_load(data, self.ctx, even_split=True)
+        ys = gluon.utils.split_and_load(label, self.ctx, even_split=True)
+        head = self.head
+        with autograd.record():
+            outs = [head(self.backbone(x), y) for x, y in zip(xs, ys)]
+            losses = [loss for loss, _ in outs]
+            if self.cfg.dtype == "float16":
+                from mxnet.contrib import amp
+
+                with amp.scale_loss(losses, self.trainer) as scaled:
+                    autograd.backward(scaled)
+            else:
+                autograd.backward(losses)
+        if self._reduce_dist is not None:
+            self._reduce_dist()
+            self.trainer.update(self.global_batch)
+        else:
+            self.trainer.step(self.global_batch)
+        self._pending.append((self.iteration + 1,
+                              [(loss.sum(), hit.sum()) for loss, hit in outs]))
+
+    def run(self):
+        """Train to ``max_iters``; returns a summary dict (see :func:`train`)."""
+        cfg = self.cfg
+        self.logger.info(f"training {cfg.model} with {cfg.loss} on {self.num_classes} classes, "
+                         f"{len(self.loader.dataset)} images; devices "
+                         f"{[str(c) for c in self.ctx]} x {self.num_kv_workers} worker(s), "
+                         f"global batch {self.global_batch}, {self.max_iters} iterations "
+                         f"({self.iters_per_epoch} per epoch)")
+        if self.is_chief and self.iteration == 0:
+            with open(os.path.join(cfg.save_dir, "config.json"), "w", encoding="utf-8") as f:
+                json.dump(cfg.to_dict(), f, indent=2, sort_keys=True)
+        start_iter, t0 = self.iteration, time.time()
+        for cb in self.callbacks:
+            cb.on_train_begin(self)
+        try:
+            batches = self._batches()
+            while self.iteration < self.max_iters:
+                data, label = next(batches)
+                self.step(data, label)
+                self.iteration += 1
+                self.batch_in_epoch += 1
+                if self.batch_in_epoch == self.iters_per_epoch:
+                    self.epoch, self.batch_in_epoch = self.epoch + 1, 0
+                for cb in self.callbacks:
+                    cb.on_iteration_end(self)
+            self.sync_metrics()
+        finally:
+            for cb in self.callbacks:
+                cb.on_train_end(self)
+            self.loader.close()
+            if self.writer is not None:
+                self.writer.flush()
+                self.writer.close()
+        elapsed = time.time() - t0
+        done = self.iteration - start_iter
+        summary = {
+            "iterations": self.iteration, "trained_iterations": done, "seconds": elapsed,
+            "samples_per_sec": done * self.global_batch / max(elapsed, 1e-9),
+            "checkpoint": self.last_checkpoint, "best_val": self.best_val,
+            "last_val": self.last_val, "last_stats": self.last_stats,
+            "save_dir": cfg.save_dir, "tensorboard": cfg.tensorboard_dir,
+        }
+        self.logger.info(f"done: {done} iterations in {elapsed:.1f} s "
+                         f"({summary['samples_per_sec']:.1f} samples/s)")
+        return summary
+
+
+def train(cfg, backbone=None, dataset=None, callbacks=None):
+    """Train a face-embedding network as ``cfg`` says (what ``scripts/train.py`` runs).
+
+    Parameters
+    ----------
+    cfg : TrainConfig
+    backbone : HybridBlock, optional
+        An initialised network to train instead of ``cfg.model``.
+    dataset : optional
+        Instead of ``FaceRecordDataset(cfg.data_dir)``.
+    callbacks : list of Callback, optional
+        Extra callbacks after the built-in ones.
+
+    Returns
+    -------
+    dict
+        ``iterations``, ``seconds``, ``samples_per_sec``, ``checkpoint`` (last ``.json``),
+        ``best_val``, ``last_val``, ``last_stats``, ``save_dir``, ``tensorboard``.
+
+    Raises
+    ------
+    NonFiniteLossError
+        When the loss becomes NaN / inf (the message names the iteration and the last good
+        checkpoint).
+    """
+    return TrainLoop(cfg, backbone=backbone, dataset=dataset, callbacks=callbacks).run()
