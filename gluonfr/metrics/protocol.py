@@ -320,6 +320,7 @@ def verification(embeddings, issame, nfolds=10, far_target=1e-3):
         ``fold_accuracy``, ``fold_threshold``, ``fold_val``, ``fold_far``, ``val_threshold``
             Per-fold values.
         ``num_pairs``, ``num_same``, ``num_diff``, ``nfolds``, ``far_target``
+            Counts and settings of the call.
 
     Notes
     -----

@@ -1,0 +1,120 @@
+"""Generate the docs' tables from the code and from measured results (run by conf.py).
+
+- ``_generated/model_zoo_table.rst``: one row per registered model — embedding size,
+  parameters and multiply-adds counted by :func:`gluonfr.utils.summary`, parameter-file size,
+  the store's sha1 — and the verification accuracies (flip) from ``docs/results/<model>.json``
+  files written by ``scripts/eval.py --json``. A figure that was not measured is "-".
+- ``_generated/performance_table.rst``: bench/results.json (``python -m bench``).
+"""
+import json
+import os
+
+from bench.common import format_value
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+RESULTS_DIR = os.path.join(HERE, "results")
+BENCH_RESULTS = os.path.join(os.path.dirname(HERE), "bench", "results.json")
+
+#: verification targets shown in the model-zoo table, in the order of the published tables
+ZOO_TARGETS = [("lfw", "LFW"), ("cfp_fp", "CFP-FP"), ("agedb_30", "AgeDB-30"),
+               ("calfw", "CALFW"), ("cplfw", "CPLFW"), ("vgg2_fp", "VGG2-FP")]
+
+
+def _list_table(header, rows, widths=None):
+    lines = [".. list-table::", "   :header-rows: 1"]
+    if widths:
+        lines.append("   :widths: " + " ".join(str(w) for w in widths))
+    lines.append("")
+    for row in [header] + rows:
+        lines.append("   * - " + str(row[0]))
+        lines.extend("     - " + str(cell) for cell in row[1:])
+    return "\n".join(lines) + "\n"
+
+
+def _measured_accuracy(name):
+    """Flip accuracies (percent) of ``name`` from docs/results/<name>.json, per target."""
+    path = os.path.join(RESULTS_DIR, name + ".json")
+    if not os.path.exists(path):
+        return {}, None
+    with open(path) as f:
+        data = json.load(f)
+    out = {}
+    for target, entry in data.get("targets", {}).items():
+        variant = entry.get("flip") or entry.get("noflip")
+        if variant and variant.get("accuracy") is not None:
+            out[target] = 100.0 * variant["accuracy"]
+    return out, data.get("trained_on")
+
+
+def model_zoo_rows():
+    from gluonfr.model_zoo import get_model_list, model_store
+    from gluonfr.model_zoo.registry import get_constructor
+    from gluonfr.utils import summary
+
+    rows = []
+    for name in get_model_list():
+        net = get_constructor(name)()
+        info = summary(net, (1, 3, 112, 112), print_table=False)
+        sha1 = model_store._model_sha1.get(name)
+        accuracy, trained_on = _measured_accuracy(name)
+        rows.append({
+            "name": name,
+            "embedding": info["output_shape"][-1],
+            "params": info["params"],
+            "macs": info["macs"],
+            # float32 parameters and running statistics, as save_parameters writes them
+            "file_mb": 4 * (info["params"] + info["aux"]) / 2 ** 20,
+            "sha1": sha1[:8] if sha1 else "-",
+            "accuracy": accuracy,
+            "trained_on": trained_on,
+        })
+    return rows
+
+
+def model_zoo_table():
+    rows = []
+    for r in model_zoo_rows():
+        acc = [f"{r['accuracy'][t]:.2f}" if t in r["accuracy"] else "-" for t, _ in ZOO_TARGETS]
+        rows.append([f"``{r['name']}``", r["embedding"], f"{r['params'] / 1e6:.2f}M",
+                     f"{r['macs'] / 1e6:,.0f}M", f"{r['file_mb']:.1f}", r["sha1"],
+                     r["trained_on"] or "-"] + acc)
+    header = (["model", "emb", "params", "MAdds", "file MiB", "sha1", "trained on"]
+              + [label for _, label in ZOO_TARGETS])
+    return _list_table(header, rows)
+
+
+def performance_table():
+    if not os.path.exists(BENCH_RESULTS):
+        return ("*No benchmark results yet: run* ``make bench`` *to produce*"
+                " ``bench/results.json``.\n")
+    with open(BENCH_RESULTS) as f:
+        results = json.load(f)
+    m = results["machine"]
+    intro = (f"Measured {results['date']} on {m['cpu']}, {m['cores']} cores, "
+             + ", ".join(f"``{k}={v}``" for k, v in m["threads"].items())
+             + "; baseline " + m["baseline"] + ".\n\n")
+    rows = []
+    for fig in results["figures"]:
+        met = "" if fig["met"] is None else ("yes" if fig["met"] else "**no**")
+        rows.append([fig["bench"], fig["name"], format_value(fig["ours"], fig["unit"]),
+                     format_value(fig["baseline"], fig["unit"]),
+                     "-" if fig["ratio"] is None else f"{fig['ratio']:.2f}x",
+                     fig["target"] or "-", met])
+    return intro + _list_table(["bench", "figure", "ours", "gluon-face 1.0.2", "ratio",
+                                "target", "met"], rows)
+
+
+def write_all(out_dir):
+    """Write every generated table into ``out_dir`` (atomically, one file each)."""
+    os.makedirs(out_dir, exist_ok=True)
+    for name, text in (("model_zoo_table.rst", model_zoo_table()),
+                       ("performance_table.rst", performance_table())):
+        path = os.path.join(out_dir, name)
+        tmp = path + ".tmp"
+        with open(tmp, "w") as f:
+            f.write(text)
+        os.replace(tmp, path)
+
+
+if __name__ == "__main__":
+    write_all(os.path.join(HERE, "_generated"))
