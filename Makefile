@@ -38,7 +38,7 @@ $(COMPAT_STAMP): setup.py
 test-compat: $(COMPAT_STAMP)
 	$(COMPAT_VENV)/bin/python -m pytest tests -m compat $(PYTEST_ARGS)
 
-test: lint test-fast test-compat
+test: lint test-fast test-compat docs
 
 docs: $(STAMP)
 	$(BIN)/python -m sphinx -W --keep-going -b html docs docs/_build/html
