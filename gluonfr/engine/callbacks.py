@@ -167,18 +167,20 @@ class VerificationCallback(Callback):
         from ..metrics import evaluate_targets
 
         t0 = time.time()
-        results = evaluate_targets(loop.backbone, self.targets, ctx=loop.ctx[0],
-                                   batch_size=self.batch_size, flip=self.flip)
+        results = evaluate_targets(loop.backbone, self.targets, ctx=loop.ctx,
+                                   batch_size=self.batch_size, flip=self.flip,
+                                   progress=loop.cfg.progress)
         accs = {}
         for name, res in results.items():
-            acc, std = float(res["accuracy"]), float(res.get("accuracy_std", 0.0))
+            acc, std = float(res["accuracy"]), float(res["accuracy_std"])
+            noflip = (f", no-flip {res['noflip']['accuracy']:.5f}" if "noflip" in res else "")
             accs[name] = acc
             best = loop.best_val.get(name)
             if best is None or acc > best["accuracy"]:
                 loop.best_val[name] = {"accuracy": acc, "iteration": loop.iteration}
             loop.logger.info(
                 f"[{name}] iter {loop.iteration} accuracy{'-flip' if self.flip else ''} "
-                f"{acc:.5f}+-{std:.5f} (best {loop.best_val[name]['accuracy']:.5f} at "
+                f"{acc:.5f}+-{std:.5f}{noflip} (best {loop.best_val[name]['accuracy']:.5f} at "
                 f"iter {loop.best_val[name]['iteration']})")
             if loop.writer is not None:
                 loop.writer.add_scalar(f"val/{name}", acc, loop.iteration)

@@ -88,7 +88,7 @@ class TrainConfig:
     pretrained_backbone : str or None
         Backbone ``.params`` to start from (ignored when resuming).
     hybridize : bool
-        Hybridize backbone and head with ``static_alloc`` / ``static_shape``.
+        Hybridize backbone and head (with ``static_alloc`` / ``static_shape`` on GPUs).
     dtype : str
         ``float32``, or ``float16`` (GPU only, MXNet AMP with dynamic loss scaling).
     seed : int

@@ -79,10 +79,13 @@ def make_lr_scheduler(mode, base_lr, max_iters, warmup_iters=0, warmup_lr=0.0, s
         raise ValueError(f"max_iters={max_iters} must exceed warmup_iters={warmup_iters}")
     parts = []
     if warmup_iters > 0:
-        parts.append(LRScheduler("linear", base_lr=warmup_lr, target_lr=base_lr,
-                                 niters=warmup_iters))
+        # GluonCV divides by niters - 1: a one-iteration phase is a constant
+        parts.append(LRScheduler("linear" if warmup_iters > 1 else "constant",
+                                 base_lr=warmup_lr, target_lr=base_lr, niters=warmup_iters))
     rest = max_iters - warmup_iters
-    if mode == "step":
+    if rest == 1:
+        parts.append(LRScheduler("constant", base_lr=base_lr, niters=1))
+    elif mode == "step":
         # GluonCV counts steps from the end of the warmup; ours are absolute iterations
         rel = [int(s) - warmup_iters for s in steps]
         parts.append(LRScheduler("step", base_lr=base_lr, niters=rest, step_iter=rel,

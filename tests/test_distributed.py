@@ -1,0 +1,89 @@
+"""Multi-machine training on loopback: MXNet's launcher starts 1 scheduler, 1 server and 2
+workers (scripts/launch_dist.py); both workers must end with identical parameters, equal to
+one process training with the same global batch.
+
+This file is also the workers' program: ``python test_distributed.py worker CFG OUT``.
+"""
+import json
+import os
+import signal
+import subprocess
+import sys
+
+import gluonfr  # noqa: F401  (before mxnet; in scheduler/server roles it runs the service)
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+REPO = os.path.dirname(HERE)
+
+
+def _worker(cfg_json, out_dir):
+    from gluonfr.engine import Callback, TrainConfig, train
+
+    class Dump(Callback):
+        def on_train_end(self, loop):
+            loop.backbone.save_parameters(os.path.join(out_dir, f"rank{loop.rank}.params"))
+            loop.main_head.save_parameters(os.path.join(out_dir, f"rank{loop.rank}-head.params"))
+
+    train(TrainConfig(**json.loads(cfg_json)), callbacks=[Dump()])
+
+
+if __name__ == "__main__" and len(sys.argv) == 4 and sys.argv[1] == "worker":
+    _worker(sys.argv[2], sys.argv[3])
+    sys.exit(0)
+
+from gluonfr.data import synthetic  # noqa: E402
+from gluonfr.engine import TrainConfig, train  # noqa: E402
+
+import mxnet as mx  # noqa: E402
+import numpy as np  # noqa: E402
+import pytest  # noqa: E402
+
+
+def _cfg(data, save_dir, **kw):
+    # the tiny backbone has no BatchNorm or dropout: per-worker gradients simply add up
+    base = dict(model="test_engine:tiny_backbone", data_dir=data, batch_size=8, max_iters=6,
+                lr=0.02, wd=5e-4, momentum=0.9, loss="cosface", margin_s=16.0, lr_mode="step",
+                log_interval=3, save_interval=6, val_interval=0, save_dir=str(save_dir),
+                num_workers=0, progress=False, tensorboard="none", seed=5)
+    base.update(kw)
+    return TrainConfig(**base)
+
+
+def _load(path):
+    return {k: v.asnumpy() for k, v in mx.nd.load(str(path)).items()}
+
+
+@pytest.mark.slow
+def test_two_workers_on_loopback_match_one_process(tmp_path):
+    data = str(tmp_path / "faces")
+    synthetic.make_dataset(data, num_identities=12, images_per_identity=4, num_pairs=20, seed=1)
+    cfg = _cfg(data, tmp_path / "dist", kvstore="dist_sync")
+    out = tmp_path / "out"
+    out.mkdir()
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join([HERE, os.environ.get("PYTHONPATH", "")]))
+    cmd = [sys.executable, os.path.join(REPO, "scripts", "launch_dist.py"), "-n", "2", "-s", "1",
+           "--launcher", "local", "--", sys.executable, os.path.abspath(__file__), "worker",
+           json.dumps(cfg.to_dict()), str(out)]
+    proc = subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                            start_new_session=True)
+    try:
+        log, _ = proc.communicate(timeout=150)
+    except subprocess.TimeoutExpired:
+        os.killpg(proc.pid, signal.SIGKILL)  # the launcher's own session: its job only
+        log, _ = proc.communicate()
+        pytest.fail("distributed job timed out:\n" + log.decode()[-3000:])
+    assert proc.returncode == 0, log.decode()[-3000:]
+    text = log.decode()
+    assert "x 2 worker(s), global batch 16" in text
+
+    single = train(_cfg(data, tmp_path / "single", batch_size=16))
+    for suffix in (".params", "-head.params"):
+        r0, r1 = _load(out / f"rank0{suffix}"), _load(out / f"rank1{suffix}")
+        ref = _load(os.path.join(single["save_dir"], f"tiny_backbone-6{suffix}"))
+        for k in ref:
+            np.testing.assert_array_equal(r0[k], r1[k], err_msg=k)  # one update for all
+            np.testing.assert_allclose(r0[k], ref[k], rtol=1e-4, atol=1e-6, err_msg=k)
+    # rank 0 wrote the run's checkpoint; the other worker wrote nothing there
+    ckpt = _load(os.path.join(cfg.save_dir, "tiny_backbone-6.params"))
+    for k in ckpt:
+        np.testing.assert_array_equal(ckpt[k], _load(out / "rank0.params")[k])
