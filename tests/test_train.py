@@ -228,3 +228,48 @@ def test_flip_sum_is_not_worse_than_no_flip_on_a_trained_network(faces, tmp_path
     flip, plain = r["accuracy"], r["noflip"]["accuracy"]
     noise = 2 * np.sqrt(plain * (1 - plain) / 100)  # two binomial standard errors, 100 pairs
     assert flip >= plain - noise, (flip, plain)
+
+
+def _recipe_config(name, extra=(), **env):
+    """The TrainConfig a recipe script would run (PYTHON=echo prints the train.py command)."""
+    import argparse
+
+    from gluonfr.engine import add_arguments, config_from_args
+
+    full_env = dict(os.environ, PYTHON="echo", **env)
+    out = subprocess.run(["bash", os.path.join(REPO, "scripts", name), *extra], env=full_env,
+                         capture_output=True, text=True, check=True).stdout.split()
+    assert out[0].endswith("train.py")
+    parser = argparse.ArgumentParser()
+    add_arguments(parser)
+    return config_from_args(parser.parse_args(out[1:]))
+
+
+def test_mobilefacenet_arcface_recipe_is_gluon_face_s():
+    cfg = _recipe_config("mobilefacenet-arcface.sh")
+    assert cfg.ctx_spec == ",".join(f"gpu:{i}" for i in range(8)) and cfg.batch_size == 220
+    assert (cfg.model, cfg.embedding_size, cfg.loss, cfg.margin_s, cfg.margin_m) == \
+        ("mobilefacenet", 128, "arcface", 64.0, 0.5)
+    assert (cfg.optimizer, cfg.lr, cfg.lr_mode, cfg.warmup_iters, cfg.max_iters) == \
+        ("nag", 0.35, "cosine", 5000, 86000)
+    assert (cfg.wd, cfg.no_wd, cfg.head_wd_mult, cfg.loss_warmup_iters) == (4e-5, True, 10.0, 35000)
+    assert cfg.val_targets == ["lfw", "agedb_30"] and cfg.data_dir == "data/faces_emore"
+    # environment and extra arguments
+    cfg = _recipe_config("mobilefacenet-arcface.sh", ["--max-iters", "6000", "--resume"],
+                         GPUS="", CTX="cpu:0,cpu:1", BATCH_SIZE="8", DATA_DIR="/d", SAVE_DIR="/s")
+    assert (cfg.ctx_spec, cfg.batch_size, cfg.data_dir, cfg.save_dir) == \
+        ("cpu:0,cpu:1", 8, "/d", "/s")
+    assert cfg.max_iters == 6000 and cfg.resume == "latest"
+
+
+@pytest.mark.parametrize("name,model,loss", [
+    ("mobilefacenet-cosface.sh", "mobilefacenet", "cosface"),
+    ("mobilefacenet-l2softmax.sh", "mobilefacenet", "l2softmax"),
+    ("iresnet50-arcface.sh", "iresnet50", "arcface"),
+    ("iresnet100-arcface.sh", "iresnet100", "arcface")])
+def test_other_recipes_give_valid_configs(name, model, loss):
+    cfg = _recipe_config(name)
+    assert (cfg.model, cfg.loss) == (model, loss)
+    if model.startswith("iresnet"):  # insightface: global batch 512, steps 100k/160k/220k
+        assert cfg.batch_size * len(cfg.ctx_spec.split(",")) == 512
+        assert cfg.lr_steps == [100000, 160000, 220000] and cfg.wd == 5e-4

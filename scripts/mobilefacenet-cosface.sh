@@ -1,0 +1,27 @@
+#!/usr/bin/env bash
+# MobileFaceNet (128-d) + CosFace (s=64, m=0.35, insightface's preset): the schedule of
+# mobilefacenet-arcface.sh (global batch 1760, NAG lr 0.35 cosine, 5k warmup, 86k iterations,
+# wd 4e-5 none on BN/bias/PReLU, x10 on the centres). CosFace's additive cosine margin trains
+# stably from scratch, so there is no NormFace warm-up.
+#
+#   DATA_DIR=data/faces_emore scripts/mobilefacenet-cosface.sh
+#
+# Environment (defaults in brackets): DATA_DIR [data/faces_emore], GPUS [0,1,2,3,4,5,6,7]
+# (empty: train on CTX [cpu:0] instead), BATCH_SIZE per device [220],
+# SAVE_DIR [runs/mobilefacenet-cosface], PYTHON [python]. Extra arguments go to scripts/train.py
+# after the recipe's flags, so they override them (e.g. --resume, --max-iters 1000).
+set -euo pipefail
+DATA_DIR=${DATA_DIR:-data/faces_emore}
+GPUS=${GPUS-0,1,2,3,4,5,6,7}
+BATCH_SIZE=${BATCH_SIZE:-220}
+SAVE_DIR=${SAVE_DIR:-runs/mobilefacenet-cosface}
+PYTHON=${PYTHON:-python}
+if [ -n "$GPUS" ]; then DEVICES=(--gpus "$GPUS"); else DEVICES=(--ctx "${CTX:-cpu:0}"); fi
+
+exec "$PYTHON" "$(dirname "$0")/train.py" \
+  --model mobilefacenet --embedding-size 128 \
+  --loss cosface --margin-s 64 --margin-m 0.35 \
+  --optimizer nag --momentum 0.9 --lr 0.35 --lr-mode cosine --warmup-iters 5000 \
+  --wd 4e-5 --no-wd --head-wd-mult 10 --max-iters 86000 --dtype float32 --num-workers 48 \
+  --val-targets lfw,cfp_fp,agedb_30 --val-interval 2000 --save-interval 2000 --log-interval 50 \
+  --data-dir "$DATA_DIR" "${DEVICES[@]}" --batch-size "$BATCH_SIZE" --save-dir "$SAVE_DIR" "$@"
