@@ -22,6 +22,7 @@ import multiprocessing as mp
 import queue
 import traceback
 
+import cv2
 import numpy as np
 
 from ._io import DataFormatError, decode_bgr
@@ -46,8 +47,6 @@ def load_batch(dataset, indices, augmentation, seed, epoch, image_size, out=None
     when a buffer is given. Pure: the result depends on the arguments only, never on global
     RNG state or on the calling process.
     """
-    import cv2
-
     h, w = image_size
     n = len(indices)
     images = np.empty((n, h, w, 3), dtype=np.uint8) if out is None else out[:n]
@@ -85,12 +84,9 @@ def load_batch(dataset, indices, augmentation, seed, epoch, image_size, out=None
 
 
 def _worker_loop(dataset, augmentation, seed, image_size, slots, tasks, results):
-    try:
-        import cv2
-
-        cv2.setNumThreads(1)  # the workers are the parallelism
-    except ImportError:  # pragma: no cover
-        pass
+    # no cv2.setNumThreads here: after a fork, OpenCV's thread pool is a copy whose threads
+    # do not exist, and reconfiguring it can hang for ever; _start_workers forks with the
+    # pool already shrunk to one thread instead
     while True:
         task = tasks.get()
         if task is None:
@@ -268,6 +264,16 @@ class TrainLoader:
         ctx = mp.get_context(ctx) if isinstance(ctx, str) else ctx
         h, w = self.image_size
         nbytes = self.prefetch * self.batch_size * h * w * 3
+        # the workers are the parallelism, and OpenCV's thread pool does not survive a fork
+        # (a child that touches the copied pool can deadlock): fork with a one-thread pool
+        cv2_threads = cv2.getNumThreads()
+        cv2.setNumThreads(1)
+        try:
+            self._fork_workers(ctx, nbytes)
+        finally:
+            cv2.setNumThreads(cv2_threads)
+
+    def _fork_workers(self, ctx, nbytes):
         for _ in range(self.num_workers):
             raw = ctx.RawArray("B", nbytes)
             tasks, results = ctx.Queue(), ctx.Queue()
