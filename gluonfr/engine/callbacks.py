@@ -151,6 +151,8 @@ class VerificationCallback(Callback):
     flip : bool
         Flip-sum embeddings (insightface's Accuracy-Flip).
 
+    Notes
+    -----
     The best accuracy of each target is tracked in ``loop.best_val``; the mean over targets
     decides the best checkpoint (see :class:`CheckpointCallback`).
     """

@@ -125,10 +125,11 @@ class TrainLoop:
     callbacks : list of Callback, optional
         Run after the default logging, verification and checkpoint callbacks.
 
-    Attributes used by callbacks
-    ----------------------------
-    iteration, epoch, batch_in_epoch, max_iters, global_batch, ctx, backbone, head, trainer,
-    logger, writer, checkpoints, is_chief, best_val, best_score, learning_rate.
+    Notes
+    -----
+    Attributes callbacks use: iteration, epoch, batch_in_epoch, max_iters, global_batch,
+    ctx, backbone, head, trainer, logger, writer, checkpoints, is_chief, best_val,
+    best_score, learning_rate.
     """
 
     def __init__(self, cfg, backbone=None, dataset=None, callbacks=None):
