@@ -81,7 +81,7 @@ def _calibrate_batchnorm(net, x):
 def test_every_registered_model_exports_with_parity(name, tmp_path):
     mx.random.seed(0)
     net = get_model(name)
-    _calibrate_batchnorm(net, np.random.RandomState(5).uniform(0, 255, (4, 3, 112, 112)))
+    _calibrate_batchnorm(net, np.random.RandomState(5).uniform(0, 255, (8, 3, 112, 112)))
     path = export_onnx(net, str(tmp_path / f"{name}.onnx"))
     sess = ort.InferenceSession(path, providers=["CPUExecutionProvider"])
     rng = np.random.RandomState(2)
