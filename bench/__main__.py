@@ -9,11 +9,13 @@ import json
 import os
 import sys
 import tempfile
+import time
 import traceback
 
 from bench.common import BENCH_DIR, format_value, machine_info
 
-ALL = ["counts", "inference", "heads", "train_step", "data", "verification", "learning"]
+ALL = ["counts", "inference", "heads", "train_step", "threads", "data", "verification",
+       "learning"]
 
 
 def write_results(results, json_path, md_path):
@@ -32,15 +34,26 @@ def to_markdown(results):
              f"Machine: {m['cpu']}, {m['cores']} cores, Python {m['python']}; threads "
              + ", ".join(f"{k}={v}" for k, v in m["threads"].items()) + "; "
              + ", ".join(f"{k} {v}" for k, v in m["versions"].items()) + ".",
-             f"Baseline: {m['baseline']}, same run, interleaved, median ratio.", "",
-             "| bench | figure | ours | baseline | ratio | target | met |",
-             "|---|---|---|---|---|---|---|"]
+             f"Baseline: {m['baseline']} ("
+             + ", ".join(f"{k} {v}" for k, v in m.get("baseline_versions", {}).items())
+             + "), same run, interleaved, median ratio (> 1: gluonfr better).",
+             f"Load average at start {m.get('loadavg_at_start')}, at end "
+             f"{results.get('loadavg_at_end')}; seconds per bench {results.get('seconds')}.",
+             ""]
+    smoke = sorted({fig["bench"] for fig in results["figures"] if fig.get("quick")})
+    if smoke:
+        lines += [f"**Smoke-run rows (`--quick`: tiny repeats and sizes, not measurements): "
+                  f"{', '.join(smoke)}.**", ""]
+    lines += ["| bench | figure | ours | baseline | ratio | target | met | note |",
+              "|---|---|---|---|---|---|---|---|"]
     for fig in results["figures"]:
         met = "" if fig["met"] is None else ("yes" if fig["met"] else "**no**")
-        lines.append("| {} | {} | {} | {} | {} | {} | {} |".format(
-            fig["bench"], fig["name"], format_value(fig["ours"], fig["unit"]),
+        lines.append("| {} | {} | {} | {} | {} | {} | {} | {} |".format(
+            fig["bench"] + (" (smoke)" if fig.get("quick") else ""), fig["name"],
+            format_value(fig["ours"], fig["unit"]),
             format_value(fig["baseline"], fig["unit"]),
-            "-" if fig["ratio"] is None else f"{fig['ratio']:.2f}x", fig["target"] or "-", met))
+            "-" if fig["ratio"] is None else f"{fig['ratio']:.2f}x", fig["target"] or "-", met,
+            fig.get("note", "").replace("|", "/")))
     for name, err in results.get("errors", {}).items():
         lines.append(f"\n{name} failed: `{err.splitlines()[-1] if err else ''}`")
     return "\n".join(lines) + "\n"
@@ -56,7 +69,8 @@ def main(argv=None):
     if unknown:
         parser.error(f"unknown benchmark(s) {unknown}; known: {ALL}")
     results = {"date": datetime.datetime.now().isoformat(timespec="seconds"),
-               "machine": machine_info(), "figures": [], "errors": {}}
+               "machine": machine_info(), "quick": args.quick, "figures": [], "errors": {},
+               "seconds": {}}
     json_path = os.path.join(args.out, "results.json")
     if os.path.exists(json_path) and set(args.benches) != set(ALL):
         # a partial run updates only its own benches' rows
@@ -64,13 +78,23 @@ def main(argv=None):
             old = json.load(f)
         results["figures"] = [fig for fig in old.get("figures", [])
                               if fig["bench"] not in args.benches]
+        results["seconds"] = {k: v for k, v in old.get("seconds", {}).items()
+                              if k not in args.benches}
+        results["errors"] = {k: v for k, v in old.get("errors", {}).items()
+                             if k not in args.benches}
     for name in args.benches:
         module = importlib.import_module(f"bench.{name}")
+        t0 = time.time()
         try:
-            results["figures"].extend(module.run(quick=args.quick))
+            for fig in module.run(quick=args.quick):
+                fig["quick"] = args.quick
+                fig["date"] = results["date"]
+                results["figures"].append(fig)
         except Exception:  # noqa: BLE001 - one broken bench must not hide the others
             results["errors"][name] = traceback.format_exc()
             print(f"\n== {name} FAILED\n{results['errors'][name]}", file=sys.stderr)
+        results["seconds"][name] = round(time.time() - t0)
+    results["loadavg_at_end"] = [round(x, 2) for x in os.getloadavg()]
     write_results(results, json_path, os.path.join(args.out, "results.md"))
     print(f"\nwrote {json_path} and results.md")
     return 1 if results["errors"] else 0

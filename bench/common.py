@@ -33,34 +33,53 @@ class WorkerError(RuntimeError):
     """A measurement subprocess failed; the message holds its stderr tail."""
 
 
+def _baseline_ready(python):
+    """Whether ``python`` can import everything the baseline workers need."""
+    if not os.path.exists(python):
+        return False
+    check = ("import numpy, mxnet, sklearn, scipy, cv2, gluonfr, gluonfr.metrics; "
+             "assert gluonfr.__version__ == '1.0.2', gluonfr.__version__")
+    with tempfile.TemporaryDirectory() as cwd:  # never import this checkout's gluonfr
+        proc = subprocess.run([python, "-I", "-c", check], cwd=cwd, capture_output=True)
+    return proc.returncode == 0
+
+
 def baseline_python():
     """Path of the baseline interpreter, creating its virtualenv on first use."""
     python = os.path.join(BASELINE_VENV, "bin", "python")
     stamp = os.path.join(BASELINE_VENV, ".installed")
     if os.path.exists(stamp):
         return python
-    print(f"creating the baseline virtualenv {BASELINE_VENV} (gluonfr==1.0.2) ...",
-          file=sys.stderr)
-    subprocess.run([sys.executable, "-m", "venv", BASELINE_VENV], check=True)
-    subprocess.run([python, "-m", "pip", "install", "-q", *BASELINE_REQUIREMENTS], check=True)
+    if not _baseline_ready(python):
+        print(f"creating the baseline virtualenv {BASELINE_VENV} (gluonfr==1.0.2) ...",
+              file=sys.stderr)
+        subprocess.run([sys.executable, "-m", "venv", BASELINE_VENV], check=True)
+        subprocess.run([python, "-m", "pip", "install", "-q", *BASELINE_REQUIREMENTS],
+                       check=True)
+        if not _baseline_ready(python):
+            raise WorkerError(f"{BASELINE_VENV}: the baseline virtualenv cannot import "
+                              "gluonfr 1.0.2 / mxnet after installing "
+                              + " ".join(BASELINE_REQUIREMENTS))
     with open(stamp, "w") as f:
         f.write("\n".join(BASELINE_REQUIREMENTS) + "\n")
     return python
 
 
-def _env():
+def _env(overrides=None):
     env = dict(os.environ)
     env.update(THREAD_ENV)
+    env.update(overrides or {})
     env.pop("PYTHONPATH", None)
     return env
 
 
-def run_worker(side, script, *args, timeout=3600):
+def run_worker(side, script, *args, timeout=3600, env=None):
     """Run one measurement and return the JSON dict its last stdout line holds.
 
     ``side`` 'ours' runs ``bench/workers/<script>.py`` with this interpreter;
     'baseline' runs ``bench/baseline/<script>.py`` with the baseline's, in isolated mode
     and from a scratch folder, so that neither can import the other's ``gluonfr``.
+    ``env`` overrides environment variables (e.g. thread settings) for this run only.
     """
     if side == "ours":
         cmd = [sys.executable, "-I", os.path.join(BENCH_DIR, "workers", script + ".py")]
@@ -71,7 +90,7 @@ def run_worker(side, script, *args, timeout=3600):
     cmd += [str(a) for a in args]
     os.makedirs(WORK_DIR, exist_ok=True)
     with tempfile.TemporaryDirectory(dir=WORK_DIR) as cwd:
-        proc = subprocess.run(cmd, cwd=cwd, env=_env(), capture_output=True, text=True,
+        proc = subprocess.run(cmd, cwd=cwd, env=_env(env), capture_output=True, text=True,
                               timeout=timeout)
     if proc.returncode != 0:
         raise WorkerError(f"{side} {script} {' '.join(map(str, args))} failed "
@@ -82,6 +101,30 @@ def run_worker(side, script, *args, timeout=3600):
     return json.loads(lines[-1])
 
 
+def rounds(variants, repeats=3, progress=None):
+    """Run several measurements in turn, ``repeats`` rounds of A B C ... A B C ...
+
+    ``variants`` maps a name to ``(side, script, args)`` or ``(side, script, args, env)``.
+    Returns ``{name: [result of round 0, round 1, ...]}``. Keeping every variant inside every
+    round means a ratio taken within a round compares runs that saw the same machine state.
+    """
+    out = {name: [] for name in variants}
+    for r in range(repeats):
+        for name, (side, script, args, *env) in variants.items():
+            if progress:
+                print(f"  [{progress} round {r + 1}/{repeats}] {name}", file=sys.stderr)
+            out[name].append(run_worker(side, script, *args, env=env[0] if env else None))
+    return out
+
+
+def median_ratio(ours, baseline, higher_is_better=True):
+    """Median of per-round ratios, oriented so that > 1 means ours is better."""
+    pairs = [(o, b) for o, b in zip(ours, baseline) if o and b]
+    if not pairs:
+        return None
+    return statistics.median((o / b if higher_is_better else b / o) for o, b in pairs)
+
+
 def interleaved(key, ours_args, baseline_args, script, repeats=3, higher_is_better=True):
     """Run ours and the baseline alternately ``repeats`` times; medians and median ratio.
 
@@ -89,16 +132,19 @@ def interleaved(key, ours_args, baseline_args, script, repeats=3, higher_is_bett
     the per-pair ratios ours/baseline, or baseline/ours when lower is better, so > 1 always
     means ours is better) and the raw runs.
     """
-    runs = []
-    for _ in range(repeats):
-        a = run_worker("ours", script, *ours_args)
-        b = run_worker("baseline", script, *baseline_args)
-        runs.append((a, b))
-    ours = [a[key] for a, _ in runs]
-    base = [b[key] for _, b in runs]
-    ratios = [(o / b if higher_is_better else b / o) for o, b in zip(ours, base)]
+    runs = rounds({"ours": ("ours", script, ours_args),
+                   "baseline": ("baseline", script, baseline_args)}, repeats)
+    ours = [a[key] for a in runs["ours"]]
+    base = [b[key] for b in runs["baseline"]]
     return {"ours": statistics.median(ours), "baseline": statistics.median(base),
-            "ratio": statistics.median(ratios), "runs": runs}
+            "ratio": median_ratio(ours, base, higher_is_better),
+            "runs": list(zip(runs["ours"], runs["baseline"]))}
+
+
+def median(values):
+    """Median of the values that were measured (None where none was)."""
+    values = [v for v in values if v is not None]
+    return statistics.median(values) if values else None
 
 
 def machine_info():
@@ -122,30 +168,45 @@ def machine_info():
             continue
     return {"cpu": cpu, "cores": os.cpu_count(), "python": platform.python_version(),
             "threads": dict(THREAD_ENV), "versions": versions,
-            "baseline": "gluonfr==1.0.2 (gluon-face) in " + os.path.relpath(BASELINE_VENV, REPO)}
+            "baseline": "gluonfr==1.0.2 (gluon-face) in " + os.path.relpath(BASELINE_VENV, REPO),
+            "baseline_versions": baseline_versions(),
+            "loadavg_at_start": [round(x, 2) for x in os.getloadavg()]}
+
+
+def baseline_versions():
+    """Library versions inside the baseline's virtualenv."""
+    code = ("import json, importlib.metadata as m; print(json.dumps({n: m.version(n) for n in "
+            "('gluonfr', 'mxnet', 'numpy', 'scipy', 'scikit-learn')}))")
+    with tempfile.TemporaryDirectory() as cwd:
+        proc = subprocess.run([baseline_python(), "-I", "-c", code], cwd=cwd,
+                              capture_output=True, text=True)
+    return json.loads(proc.stdout) if proc.returncode == 0 else {}
 
 
 class Figure(dict):
     """One row of the results: a named figure with our value, the baseline's and the target.
 
     ``target`` is a human-readable rule (e.g. ">= 1.5x baseline") and ``met`` whether it
-    holds (None where a figure has no target).
+    holds (None where a figure has no target). Extra keyword arguments (raw runs, settings)
+    are kept under ``details`` in results.json.
     """
 
     def __init__(self, bench, name, ours, baseline=None, unit="", ratio=None, target="",
-                 met=None, note=""):
+                 met=None, note="", **details):
         super().__init__(bench=bench, name=name, ours=ours, baseline=baseline, unit=unit,
                          ratio=ratio, target=target, met=met, note=note)
+        if details:
+            self["details"] = details
 
 
 def print_table(title, figures, file=None):
     """Print figures as an aligned text table."""
     print(f"\n== {title}", file=file)
-    header = f"{'figure':<46} {'ours':>12} {'baseline':>12} {'ratio':>7}  {'target':<22} met"
+    header = f"{'figure':<64} {'ours':>14} {'baseline':>14} {'ratio':>7}  {'target':<22} met"
     print(header, file=file)
     print("-" * len(header), file=file)
     for fig in figures:
-        print(f"{fig['name'][:46]:<46} {_fmt(fig['ours']):>12} {_fmt(fig['baseline']):>12} "
+        print(f"{fig['name'][:64]:<64} {_fmt(fig['ours']):>14} {_fmt(fig['baseline']):>14} "
               f"{_fmt(fig['ratio'], 2):>7}  {fig['target'][:22]:<22} "
               f"{'' if fig['met'] is None else ('yes' if fig['met'] else 'NO')}", file=file)
 
