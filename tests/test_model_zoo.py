@@ -10,6 +10,7 @@ import os
 import gluonfr  # noqa: F401  (numpy aliases before mxnet)
 from gluonfr.model_zoo import IResNet, IRUnit, get_model, get_model_list, register_model, registry
 from gluonfr.model_zoo.mobilefacenet import Bottleneck, MobileFaceNet
+from gluonfr.nn import native_prelu
 from gluonfr.nn.blocks import InputNormalize
 from gluonfr.utils import summary
 
@@ -40,7 +41,8 @@ def _build(name, **kwargs):
 
 
 def _graph(net, input_shape=(1, 3, 112, 112)):
-    nodes = json.loads(net(mx.sym.var("data")).tojson())["nodes"]
+    with native_prelu(net):  # the textbook graph (PReLU as one op)
+        nodes = json.loads(net(mx.sym.var("data")).tojson())["nodes"]
     return [n for n in nodes if n["op"] != "null"]
 
 
@@ -318,7 +320,7 @@ def test_float16_cast_types_every_layer():
         assert out_types == [np.float16]
         types = dict(zip(out.list_arguments(), arg_types))
         for arg, dtype in types.items():
-            # BatchNorm keeps float32 scale/shift (as its cast does); everything else is fp16
-            expected = np.float32 if arg.endswith(("gamma", "beta")) else np.float16
+            # BatchNorm and PReLU keep float32 scale/shift/slopes (as BatchNorm.cast does)
+            expected = np.float32 if arg.endswith(("gamma", "beta", "alpha")) else np.float16
             assert dtype == expected, arg
         assert set(aux_types) == {np.float32}

@@ -7,6 +7,8 @@ freshly built network without a forward pass first.
 from mxnet.gluon import nn
 from mxnet.gluon.block import HybridBlock
 
+from .prelu import PReLU
+
 __all__ = ["InputNormalize", "ConvBN", "SEBlock"]
 
 
@@ -71,7 +73,7 @@ class ConvBN(HybridBlock):
             self.conv = nn.Conv2D(channels, kernel, strides=stride, padding=padding,
                                   groups=groups, use_bias=False, in_channels=in_channels)
             self.bn = nn.BatchNorm(epsilon=epsilon, momentum=momentum, in_channels=channels)
-            self.act = nn.PReLU(in_channels=channels) if act else None
+            self.act = PReLU(channels) if act else None
 
     def hybrid_forward(self, F, x):
         x = self.bn(self.conv(x))
@@ -96,7 +98,7 @@ class SEBlock(HybridBlock):
         mid = max(channels // reduction, 1)
         with self.name_scope():
             self.squeeze = nn.Conv2D(mid, 1, in_channels=channels)
-            self.act = nn.PReLU(in_channels=mid)
+            self.act = PReLU(mid)
             self.excite = nn.Conv2D(channels, 1, in_channels=mid)
 
     def hybrid_forward(self, F, x):

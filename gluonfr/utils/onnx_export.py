@@ -22,6 +22,8 @@ import types
 import mxnet as mx
 import numpy as np
 
+from ..nn.prelu import native_prelu
+
 __all__ = ["export_onnx", "install_onnx_mapping_shim"]
 
 
@@ -84,9 +86,11 @@ def export_onnx(net, path, input_shape=(1, 3, 112, 112), dynamic_batch=True,
     os.makedirs(out_dir, exist_ok=True)
     with tempfile.TemporaryDirectory(dir=out_dir, prefix=".onnx-export-") as tmp:
         prefix = os.path.join(tmp, "net")
-        net.hybridize()
-        net(mx.nd.zeros(input_shape, ctx=_context_of(net)))
-        net.export(prefix)
+        # ONNX runtimes have a PReLU kernel: export the textbook op, not the oneDNN form
+        with native_prelu(net):
+            net.hybridize()
+            net(mx.nd.zeros(input_shape, ctx=_context_of(net)))
+            net.export(prefix)
         shape = tuple(input_shape)
         kwargs = {}
         if dynamic_batch:

@@ -10,6 +10,8 @@ import json
 import mxnet as mx
 import numpy as np
 
+from ..nn.prelu import native_prelu
+
 __all__ = ["summary"]
 
 
@@ -47,7 +49,9 @@ def _tuple(text):
 
 def _trace(net, input_shape):
     data = mx.sym.var("data")
-    out = net(data)
+    # the textbook PReLU graph: counts describe the network, not how a kernel computes it
+    with native_prelu(net):
+        out = net(data)
     if isinstance(out, (list, tuple)):
         out = mx.sym.Group(list(out))
     internals = out.get_internals()
@@ -96,6 +100,7 @@ def summary(net, input_shape=(1, 3, 112, 112), print_table=True, file=None):
     """
     nodes, shapes, aux_names = _trace(net, input_shape)
     rows, total_params, total_aux, total_macs = [], 0, 0, 0
+    counted = set()
     for node in nodes:
         if node["op"] == "null":
             continue
@@ -103,8 +108,9 @@ def summary(net, input_shape=(1, 3, 112, 112), print_table=True, file=None):
         inputs = [nodes[i[0]] for i in node["inputs"]]
         params = aux = 0
         for inp in inputs:
-            if inp["op"] != "null" or inp["name"] == "data":
+            if inp["op"] != "null" or inp["name"] == "data" or inp["name"] in counted:
                 continue
+            counted.add(inp["name"])  # a variable read by two operators counts once
             size = int(np.prod(shapes[inp["name"]]))
             if inp["name"] in aux_names:
                 aux += size
