@@ -3,7 +3,7 @@ import os
 import struct
 
 import gluonfr  # noqa: F401
-from gluonfr.data import DataFormatError, FaceRecordDataset, pack_rec
+from gluonfr.data import DataFormatError, FaceRecordDataset, pack_rec, sample_pairs
 from gluonfr.data.recordio import RecordFile, RecordWriter
 
 import cv2
@@ -309,3 +309,39 @@ def test_pack_rec_aligns_with_landmarks(tmp_path):
     img = FaceRecordDataset(str(tmp_path / "out"))[0][0].asnumpy()
     inner = (slice(10, 102), slice(10, 102))
     assert np.abs(img[inner].astype(int) - face[inner].astype(int)).mean() < 3
+
+
+def test_pack_rec_identity_subset_relabels_and_names_unknown(tmp_path):
+    images = make_folder(str(tmp_path / "faces"), [2, 3, 1, 2])
+    info = pack_rec(str(tmp_path / "faces"), str(tmp_path / "out"), quality=100,
+                    identities=["id_003", "id_001"])
+    assert info["identities"] == ["id_001", "id_003"] and info["num_images"] == 5
+    ds = FaceRecordDataset(str(tmp_path / "out"))
+    assert ds.num_classes == 2 and ds.labels.tolist() == [0, 0, 0, 1, 1]
+    diff = np.abs(ds[3][0].asnumpy().astype(int) - images[(3, 0)].astype(int))
+    assert diff.mean() < 3  # label 1 is folder id_003
+    with pytest.raises(ValueError, match=r"id_009"):
+        pack_rec(str(tmp_path / "faces"), str(tmp_path / "out2"), identities=["id_009"])
+    assert not os.path.exists(tmp_path / "out2")
+
+
+def test_sample_pairs_lfw_order_identities_and_no_repeats():
+    folders = [(f"p{k}", [f"p{k}/{j}.jpg" for j in range(n)]) for k, n in
+               enumerate([3, 1, 4, 2, 0])]
+    owner = {path: name for name, files in folders for path in files}
+    pairs = sample_pairs(folders, 40, seed=3, folds=10)
+    assert pairs == sample_pairs(folders, 40, seed=3, folds=10)
+    assert len(pairs) == 40
+    # fold f holds pairs 4f..4f+3: two same pairs, then two different pairs
+    assert [p[2] for p in pairs] == [True, True, False, False] * 10
+    for a, b, same in pairs:
+        assert a != b and (owner[a] == owner[b]) == same
+    same_keys = [tuple(sorted(p[:2])) for p in pairs if p[2]]
+    # 3 + 6 + 1 = 10 distinct same pairs exist: the first 10 drawn are all different
+    assert len(set(same_keys[:10])) == 10
+    diff_keys = [tuple(sorted(p[:2])) for p in pairs if not p[2]]
+    assert len(set(diff_keys)) == 20  # 3*1 + 3*4 + ... = 45 distinct: no repeat needed
+    with pytest.raises(ValueError, match="even"):
+        sample_pairs(folders, 7)
+    with pytest.raises(ValueError, match="2 identities"):
+        sample_pairs([("a", ["a/1.jpg", "a/2.jpg"])], 4)

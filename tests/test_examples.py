@@ -5,8 +5,11 @@ import subprocess
 import sys
 
 import gluonfr
+from gluonfr.data import FaceRecordDataset, load_bin
 from gluonfr.data.align import norm_crop
+from gluonfr.data.synthetic import render_identity_image
 from gluonfr.embedder import read_image
+from gluonfr.metrics import evaluate_targets
 from gluonfr.model_zoo import get_model
 
 import cv2
@@ -73,3 +76,42 @@ def test_onnx_inference(setup):
     similarity = float(out.rsplit(" ", 1)[1])
     expected, _ = embedder.compare(crops[0], crops[1])
     assert similarity == pytest.approx(expected, abs=1e-4)
+
+
+def test_train_on_your_images(tmp_path):
+    # a folder of identity sub-folders, as a user has it: 10 procedural people x 4 photos
+    faces = tmp_path / "faces"
+    for k in range(10):
+        (faces / f"person_{k}").mkdir(parents=True)
+        for j in range(4):
+            rgb = render_identity_image(5, k, j, size=112)
+            cv2.imwrite(str(faces / f"person_{k}" / f"{j}.png"), rgb[:, :, ::-1])
+    work = tmp_path / "work"
+    out = _run("train_on_your_images.py", str(faces), str(work), "--held-out", "0.3",
+               "--pairs", "20", "--iters", "3", "--batch-size", "8", "--input-size", "32",
+               "--no-progress")
+    with open(work / "results.json") as f:
+        res = json.load(f)
+    train_ids, held_ids = res["train_identities"], res["heldout_identities"]
+    assert len(held_ids) == 3 and sorted(train_ids + held_ids) == sorted(os.listdir(faces))
+    assert FaceRecordDataset(str(work / "data")).num_classes == 7
+
+    # every held-out pair is made of held-out people's photos, as labelled
+    images, issame = load_bin(str(work / "data" / "heldout.bin"))
+    photos = {(k, j): cv2.imread(str(faces / k / f"{j}.png"))[:, :, ::-1]
+              for k in os.listdir(faces) for j in range(4)}
+
+    def who(img):
+        return min(photos, key=lambda key: np.abs(photos[key].astype(int) - img).mean())[0]
+
+    owners = [who(img.asnumpy().astype(int)) for img in images]
+    assert set(owners) <= set(held_ids)
+    assert [owners[2 * i] == owners[2 * i + 1] for i in range(20)] == list(issame)
+
+    # the printed accuracy is the saved backbone's, evaluated independently of the script
+    net = get_model("mobilefacenet", input_size=32)
+    net.load_parameters(res["checkpoint"][:-len(".json")] + ".params")
+    target = load_bin(str(work / "data" / "heldout.bin"), image_size=(32, 32))
+    acc = evaluate_targets(net, {"t": target}, progress=False)["t"]["accuracy"]
+    assert res["iterations"] == 3 and res["trained"]["accuracy"] == pytest.approx(acc)
+    assert f"trained {acc:.4f}" in out

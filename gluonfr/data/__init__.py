@@ -4,14 +4,15 @@ loader, packing tools, 5-point alignment and a procedural face generator.
 - :class:`FaceRecordDataset` reads ``train.rec`` / ``train.idx`` / ``property``.
 - :func:`make_train_loader` gives reproducible, resumable NCHW float32 batches.
 - :func:`load_bin` / :func:`pack_bin` read and write verification pairs (safely unpickled).
-- :func:`pack_rec` packs a folder of identity sub-folders.
+- :func:`pack_rec` packs a folder of identity sub-folders; :func:`sample_pairs` draws
+  verification pairs from such folders.
 - :mod:`gluonfr.data.align` (``norm_crop``) and :mod:`gluonfr.data.synthetic`
   (``make_dataset``) are sub-modules.
 """
 from . import align, synthetic
 from ._io import DataFormatError
 from .loader import TrainLoader, make_train_loader
-from .pack import pack_rec
+from .pack import pack_rec, sample_pairs
 from .preview import contact_sheet
 from .record_dataset import FaceRecordDataset
 from .transforms import TrainAugmentation
@@ -19,4 +20,4 @@ from .verification_bin import load_bin, pack_bin
 
 __all__ = ["DataFormatError", "FaceRecordDataset", "TrainAugmentation", "TrainLoader",
            "align", "contact_sheet", "load_bin", "make_train_loader", "pack_bin", "pack_rec",
-           "synthetic"]
+           "sample_pairs", "synthetic"]

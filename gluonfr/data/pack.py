@@ -17,7 +17,7 @@ from .align import norm_crop
 from .recordio import RecordWriter
 
 __all__ = ["IMAGE_EXTENSIONS", "list_identity_folders", "read_landmarks", "lookup_landmarks",
-           "pack_rec"]
+           "pack_rec", "sample_pairs"]
 
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff", ".ppm", ".pgm")
 
@@ -124,7 +124,7 @@ def _prepare_star(args):
 
 
 def pack_rec(image_folder, out_dir, quality=95, landmarks=None, image_size=(112, 112),
-             header=True, array_labels=False, on_error="skip", num_workers=0):
+             header=True, array_labels=False, on_error="skip", num_workers=0, identities=None):
     """Pack ``image_folder/<identity>/<image>`` into ``out_dir/{train.rec,train.idx,property}``.
 
     Parameters
@@ -152,6 +152,9 @@ def pack_rec(image_folder, out_dir, quality=95, landmarks=None, image_size=(112,
         ``'raise'`` stops with a :class:`DataFormatError` naming the file, writing nothing.
     num_workers : int
         Processes decoding / aligning / encoding in parallel (0 = this process).
+    identities : iterable of str, optional
+        Pack only these identity sub-folders (labels 0..C-1 follow their sorted names), e.g.
+        to hold some identities out for verification pairs (:func:`sample_pairs`).
 
     Returns
     -------
@@ -172,7 +175,15 @@ def pack_rec(image_folder, out_dir, quality=95, landmarks=None, image_size=(112,
     if landmarks is not None and image_size[0] != image_size[1]:
         raise ValueError(f"alignment makes square crops; got image_size={image_size}")
     table = read_landmarks(landmarks) if isinstance(landmarks, (str, os.PathLike)) else landmarks
-    identities = list_identity_folders(image_folder)
+    folders = list_identity_folders(image_folder)
+    if identities is not None:
+        wanted = set(identities)
+        unknown = sorted(wanted - {name for name, _ in folders})
+        if unknown:
+            raise ValueError(f"pack_rec: identities {unknown[:5]} are not sub-folders of "
+                             f"{image_folder!r}")
+        folders = [(name, files) for name, files in folders if name in wanted]
+    identities = folders
     total = sum(len(files) for _, files in identities)
     if not total:
         raise ValueError(f"pack_rec: {image_folder!r} holds no images in identity sub-folders "
@@ -232,3 +243,65 @@ def _run_jobs(jobs, num_workers):
     else:
         for job in jobs:
             yield _prepare(*job)
+
+
+def sample_pairs(identities, num_pairs, seed=0, folds=10):
+    """An LFW-style verification pair list from identity folders, for :func:`pack_bin`.
+
+    Parameters
+    ----------
+    identities : list of (name, [image paths])
+        As :func:`list_identity_folders` returns (possibly a held-out subset).
+    num_pairs : int
+        Even; half are same-identity pairs.
+    seed : int
+        The pairs are a pure function of the arguments.
+    folds : int
+        The list is cut into ``folds`` consecutive blocks, each holding its same pairs and then
+        its different pairs (LFW's ``pairs.txt`` order), so that 10-fold cross-validation sees
+        balanced folds.
+
+    Returns
+    -------
+    list of (path_a, path_b, issame)
+        Same pairs are two different images of one identity; no pair repeats while distinct
+        pairs remain.
+    """
+    num_pairs = int(num_pairs)
+    if num_pairs < 2 or num_pairs % 2:
+        raise ValueError(f"sample_pairs: num_pairs must be even and >= 2, got {num_pairs}")
+    usable = [files for _, files in identities if files]
+    multi = [files for files in usable if len(files) >= 2]
+    if len(usable) < 2 or not multi:
+        raise ValueError("sample_pairs: need at least 2 identities with images and one with 2 "
+                         f"or more images; got {len(usable)} identities, {len(multi)} with "
+                         "2+ images")
+    rng = np.random.default_rng(seed)
+    half = num_pairs // 2
+    capacity = {"same": sum(len(f) * (len(f) - 1) // 2 for f in multi),
+                "diff": (sum(map(len, usable)) ** 2 - sum(len(f) ** 2 for f in usable)) // 2}
+    seen = {"same": set(), "diff": set()}
+
+    def draw(kind):
+        while True:
+            if kind == "same":
+                files = multi[rng.integers(len(multi))]
+                a, b = rng.choice(len(files), 2, replace=False)
+                pair = (files[a], files[b])
+            else:
+                i, j = rng.choice(len(usable), 2, replace=False)
+                pair = (usable[i][rng.integers(len(usable[i]))],
+                        usable[j][rng.integers(len(usable[j]))])
+            key = tuple(sorted(pair))
+            if len(seen[kind]) >= capacity[kind]:
+                seen[kind].clear()  # every distinct pair used: start repeating
+            if key not in seen[kind]:
+                seen[kind].add(key)
+                return pair
+
+    pairs = []
+    blocks = np.array_split(np.arange(half), max(1, min(int(folds), half)))
+    for block in blocks:
+        pairs += [draw("same") + (True,) for _ in block]
+        pairs += [draw("diff") + (False,) for _ in block]
+    return pairs
