@@ -5,14 +5,14 @@ import os
 import gluonfr  # noqa: F401
 from gluonfr.engine.demo import ensure_demo_data, run_demo
 
-TINY = dict(num_identities=8, images_per_identity=4, num_pairs=20, seed=2)
+TINY = dict(num_identities=8, images_per_identity=4, num_pairs=20, seed=2, image_size=112)
 
 
 def test_demo_reports_untrained_and_trained_accuracy_with_its_outputs(tmp_path):
     data, out = str(tmp_path / "data"), str(tmp_path / "out")
     lines = []
     res = run_demo(data_dir=data, out_dir=out, progress=False, print_fn=lines.append, data=TINY,
-                   model="test_engine:tiny_backbone", max_iters=4, batch_size=8,
+                   model="test_engine:tiny_backbone", input_size=112, max_iters=4, batch_size=8,
                    loss_warmup_iters=2, warmup_iters=1, margin_s=16.0)
     text = "\n".join(lines)
     assert "generated 32 training faces of 8 identities" in text
@@ -28,8 +28,8 @@ def test_demo_reports_untrained_and_trained_accuracy_with_its_outputs(tmp_path):
     # the second run reuses the generated faces and starts training from scratch again
     lines.clear()
     res2 = run_demo(data_dir=data, out_dir=out, progress=False, print_fn=lines.append,
-                    data=TINY, model="test_engine:tiny_backbone", max_iters=4, batch_size=8,
-                    loss_warmup_iters=2, warmup_iters=1, margin_s=16.0)
+                    data=TINY, model="test_engine:tiny_backbone", input_size=112, max_iters=4,
+                    batch_size=8, loss_warmup_iters=2, warmup_iters=1, margin_s=16.0)
     assert lines[0].startswith("using 32 training faces")
     assert res2["trained"] == t  # same seed, same data, fresh start: same result
     assert ensure_demo_data(data, **TINY)[1] is False

@@ -273,3 +273,14 @@ def test_other_recipes_give_valid_configs(name, model, loss):
     if model.startswith("iresnet"):  # insightface: global batch 512, steps 100k/160k/220k
         assert cfg.batch_size * len(cfg.ctx_spec.split(",")) == 512
         assert cfg.lr_steps == [100000, 160000, 220000] and cfg.wd == 5e-4
+
+
+def test_input_size_reaches_the_model_and_the_loader(faces, tmp_path):
+    # MobileFaceNet at 32x32: the loader resizes the 112 px faces, the GDC kernel is 2x2
+    res = train(_cfg(faces, tmp_path, model="mobilefacenet", input_size=32, batch_size=8,
+                     max_iters=2, warmup_iters=0, loss_warmup_iters=0, save_interval=2))
+    params = _load(os.path.join(res["save_dir"], "mobilefacenet-2.params"))
+    kernels = {v.shape[2:] for k, v in params.items() if v.ndim == 4 and v.shape[1] == 1}
+    assert (2, 2) in kernels and (7, 7) not in kernels  # depthwise kernels: 3x3 and the GDC
+    with pytest.raises(ValueError, match="input_size"):
+        _cfg(faces, tmp_path, input_size=100)

@@ -30,6 +30,9 @@ class TrainConfig:
         callable that returns an embedding ``HybridBlock`` (for your own backbones).
     embedding_size : int or None
         Passed to the model constructor; ``None`` keeps the model's default.
+    input_size : int
+        Side of the square network input (a multiple of 16). Images of another size are
+        resized by the loader; 112 is the insightface standard every published model uses.
     loss : str
         ``arcface``, ``cosface``, ``combined`` (``margin_m1/m2/m3``), ``normface`` (s*cos, no
         margin), ``l2softmax`` (alpha = ``margin_s``) or ``softmax`` (plain dense classifier).
@@ -105,6 +108,7 @@ class TrainConfig:
 
     model: str = "mobilefacenet"
     embedding_size: Optional[int] = None
+    input_size: int = 112
     loss: str = "arcface"
     margin_s: float = 64.0
     margin_m: Optional[float] = None
@@ -190,6 +194,8 @@ class TrainConfig:
             bad("lr_steps", "increasing iteration numbers")
         if self.max_iters and self.warmup_iters >= self.max_iters:
             bad("warmup_iters", f"fewer than max_iters={self.max_iters}")
+        if self.input_size < 16 or self.input_size % 16:
+            bad("input_size", "a positive multiple of 16 (112 for the published models)")
         if self.dtype == "float16" and not self.uses_gpu:
             bad("dtype", "float32 on CPU (float16 training needs GPUs: --gpus / --ctx gpu:0)")
 
@@ -272,6 +278,8 @@ def add_arguments(parser):
     add("model", "--model", "-n",
         help="model-zoo name or package.module:function (default: %(default)s)")
     add("embedding_size", "--embedding-size", type=int, help="embedding width (model default)")
+    add("input_size", "--input-size", type=int,
+        help="network input side, a multiple of 16 (default: %(default)s)")
     add("loss", "--loss", choices=LOSSES, help="default: %(default)s")
     add("margin_s", "--margin-s", "-s", type=float,
         help="scale s; alpha for l2softmax (default: %(default)s)")

@@ -20,13 +20,14 @@ from .loop import TrainLoop
 __all__ = ["DEMO_DATA", "DEMO_TRAIN", "ensure_demo_data", "run_demo"]
 
 #: The procedural face set of the demo (see :func:`gluonfr.data.synthetic.make_dataset`).
-DEMO_DATA = dict(num_identities=100, images_per_identity=20, num_pairs=300, seed=0)
+DEMO_DATA = dict(num_identities=100, images_per_identity=20, num_pairs=300, seed=0,
+                 image_size=64)
 
 #: The training run of the demo: few minutes of MobileFaceNet on two CPU cores.
-DEMO_TRAIN = dict(model="mobilefacenet", loss="arcface", margin_s=32.0, margin_m=0.5,
-                  loss_warmup_iters=40, batch_size=32, max_iters=100, lr=0.1, lr_mode="cosine",
-                  warmup_iters=5, wd=5e-4, momentum=0.9, optimizer="sgd", num_workers=1,
-                  log_interval=10)
+DEMO_TRAIN = dict(model="mobilefacenet", input_size=64, loss="arcface", margin_s=32.0,
+                  margin_m=0.5, loss_warmup_iters=40, batch_size=32, max_iters=100, lr=0.1,
+                  lr_mode="cosine", warmup_iters=5, wd=5e-4, momentum=0.9, optimizer="sgd",
+                  num_workers=1, log_interval=10)
 
 _STAMP = "demo-data.json"
 
@@ -105,7 +106,7 @@ def run_demo(data_dir="data/synthetic", out_dir="runs/demo",
     settings = dict(DEMO_TRAIN, **train_overrides)
     cfg = TrainConfig(data_dir=data_dir, save_dir=train_dir, ctx=ctx, val_interval=0,
                       save_interval=settings["max_iters"], progress=progress, **settings)
-    targets, _ = load_targets(data_dir, ["synth_val"])
+    targets, _ = load_targets(data_dir, ["synth_val"], image_size=(cfg.input_size,) * 2)
     pairs = len(targets["synth_val"][1])
 
     t = time.time()

@@ -18,7 +18,7 @@ import mxnet as mx
 import numpy as np
 from mxnet import autograd, gluon
 
-from ..data import FaceRecordDataset, TrainLoader, make_train_loader
+from ..data import FaceRecordDataset, TrainAugmentation, TrainLoader
 from ..data.loader import epoch_permutation
 from ..loss import check_labels
 from ..metrics import load_targets
@@ -64,13 +64,16 @@ class NonFiniteLossError(FloatingPointError):
         self.checkpoint = checkpoint
 
 
-def build_backbone(model, ctx, embedding_size=None):
+def build_backbone(model, ctx, embedding_size=None, input_size=112):
     """The embedding network: a model-zoo name or ``"package.module:function"``.
 
-    A factory's network is initialised with :func:`gluonfr.model_zoo.default_initializer`
-    unless it already is.
+    ``embedding_size`` and (when not 112) ``input_size`` go to the constructor. A factory's
+    network is initialised with :func:`gluonfr.model_zoo.default_initializer` unless it
+    already is.
     """
     kwargs = {} if embedding_size is None else {"embedding_size": int(embedding_size)}
+    if int(input_size) != 112:
+        kwargs["input_size"] = int(input_size)
     if ":" not in model:
         return get_model(model, ctx=ctx, **kwargs)
     module, _, name = model.partition(":")
@@ -163,17 +166,14 @@ class TrainLoop:
         self.per_device_batch = cfg.batch_size
         self.worker_batch = cfg.batch_size * len(self.ctx)
         self.global_batch = self.worker_batch * self.num_kv_workers
-        loader_kw = dict(num_workers=cfg.num_workers, seed=seed)
+        loader_kw = dict(num_workers=cfg.num_workers, seed=seed,
+                         augmentation=TrainAugmentation(flip=cfg.flip_augment),
+                         image_size=(cfg.input_size, cfg.input_size))
         if self.num_kv_workers == 1:
-            self.loader = make_train_loader(dataset, self.global_batch, flip=cfg.flip_augment,
-                                            **loader_kw)
+            self.loader = TrainLoader(dataset, self.global_batch, **loader_kw)
         else:
-            from ..data.transforms import TrainAugmentation
-
             self.loader = ShardedTrainLoader(dataset, self.worker_batch, self.rank,
-                                             self.num_kv_workers,
-                                             augmentation=TrainAugmentation(cfg.flip_augment),
-                                             **loader_kw)
+                                             self.num_kv_workers, **loader_kw)
         self.iters_per_epoch = len(self.loader)
         self.max_iters = cfg.max_iters or cfg.epochs * self.iters_per_epoch
         if self.max_iters <= cfg.warmup_iters:
@@ -183,7 +183,7 @@ class TrainLoop:
 
         # -- networks ------------------------------------------------------------------------
         self.backbone = backbone if backbone is not None else build_backbone(
-            cfg.model, self.ctx, cfg.embedding_size)
+            cfg.model, self.ctx, cfg.embedding_size, cfg.input_size)
         emb = getattr(self.backbone, "embedding_size", None) or cfg.embedding_size
         if not emb:
             raise ValueError(f"--model {cfg.model}: the network has no embedding_size "
@@ -240,7 +240,8 @@ class TrainLoop:
         self.writer = make_summary_writer(cfg.tensorboard_dir) if self.is_chief else None
         self.targets = {}
         if self.is_chief and cfg.val_interval > 0 and cfg.val_targets:
-            self.targets, missing = load_targets(cfg.data_dir, cfg.val_targets)
+            self.targets, missing = load_targets(cfg.data_dir, cfg.val_targets,
+                                                 image_size=(cfg.input_size, cfg.input_size))
             for path in missing:
                 self.logger.warning(f"verification target {path} not found: skipped")
         self.callbacks = [LogCallback(cfg.log_interval, progress=cfg.progress),
