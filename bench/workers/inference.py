@@ -3,10 +3,12 @@
 ``--mode static``: Gluon hybridized with static_alloc / static_shape (what ``get_model`` users
 get); ``optimize_for``: the same after ``optimize_for(x, backend='MKLDNN')`` (oneDNN graph
 fusion); ``onnx``: ``gluonfr.utils.export_onnx`` (Conv+BN folded) run in ONNX Runtime's CPU
-provider, as ``FaceEmbedder(backend='onnx')`` does. ``--dwconv-prelu`` measures the proposed
-PReLU formulation (bench/workers/_prelu.py, a prototype) on the MXNet paths.
+provider, as ``FaceEmbedder(backend='onnx')`` does. ``--native-prelu`` runs the MXNet paths with
+the textbook ``LeakyReLU(act_type='prelu')`` op (``gluonfr.nn.native_prelu``): the library
+before its oneDNN PReLU, measured in the same run.
 """
 import argparse
+import contextlib
 import os
 import sys
 import tempfile
@@ -14,19 +16,16 @@ import tempfile
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import gluonfr  # noqa: E402,F401  (numpy aliases before mxnet)
 from gluonfr.model_zoo import get_model  # noqa: E402
+from gluonfr.nn import native_prelu  # noqa: E402
 
 import _util  # noqa: E402
 import mxnet as mx  # noqa: E402
 import numpy as np  # noqa: E402
 
 
-def _net(model, batch, mode, dwconv_prelu=False):
+def _net(model, batch, mode):
     mx.random.seed(0)
     net = get_model(model)
-    if dwconv_prelu:
-        from _prelu import use_dwconv_prelu
-
-        use_dwconv_prelu(net)
     x = mx.nd.array(np.random.default_rng(0).uniform(0, 255, (batch, 3, 112, 112)))
     if mode == "optimize_for":
         net.optimize_for(x, backend="MKLDNN", static_alloc=True, static_shape=True)
@@ -36,10 +35,10 @@ def _net(model, batch, mode, dwconv_prelu=False):
 
 
 def measure_mxnet(model, batch, mode, args):
-    net, x = _net(model, batch, mode, args.dwconv_prelu)
-    times = _util.timed(lambda: net(x).wait_to_read(), args.warmup, args.seconds,
-                        args.min_iters)
-    return times
+    net, x = _net(model, batch, mode)
+    with native_prelu(net) if args.native_prelu else contextlib.nullcontext():
+        return _util.timed(lambda: net(x).wait_to_read(), args.warmup, args.seconds,
+                           args.min_iters)
 
 
 def measure_onnx(model, batch, args, workdir):
@@ -66,10 +65,10 @@ def main():
     p.add_argument("--seconds", type=float, default=2.0)
     p.add_argument("--warmup", type=int, default=2)
     p.add_argument("--min-iters", type=int, default=3)
-    p.add_argument("--dwconv-prelu", action="store_true")
+    p.add_argument("--native-prelu", action="store_true")
     args = p.parse_args()
     out = {"model": args.model, "mode": args.mode, "images_per_s": {}, "timing": {},
-           "dwconv_prelu": args.dwconv_prelu}
+           "native_prelu": args.native_prelu}
     with tempfile.TemporaryDirectory() as workdir:
         for b in (int(s) for s in args.batches.split(",")):
             if args.mode == "onnx":

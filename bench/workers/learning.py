@@ -1,8 +1,9 @@
 """Worker: train with one loss for a fixed budget, then verify on held-out identities.
 
-Runs ``gluonfr.engine.train`` (the function ``scripts/train.py`` runs) on the procedural face
-dataset, ``--iters`` iterations of ``--batch`` images, and reports the flip accuracy on the
-dataset's ``synth_val.bin`` (pairs of identities never seen in training).
+The demo's data and training settings (``gluonfr.engine.demo``: procedural faces,
+MobileFaceNet, the same schedule), with the loss swapped and ``--iters`` iterations, run by
+``gluonfr.engine.train`` (what ``scripts/train.py`` runs); the flip accuracy is measured on the
+dataset's ``synth_val.bin``, pairs of identities never seen in training.
 """
 import argparse
 import os
@@ -13,68 +14,52 @@ import time
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import gluonfr  # noqa: E402,F401  (numpy aliases before mxnet)
 from gluonfr.engine import TrainConfig, train  # noqa: E402
+from gluonfr.engine.demo import DEMO_TRAIN, ensure_demo_data  # noqa: E402
 
 import _util  # noqa: E402
 
-#: per-loss settings: scale 32 suits a few hundred classes (insightface's 64 is for 85k);
-#: margins are the papers' defaults
+#: what changes per loss (margins: the papers' defaults; scale / alpha: the demo's)
 LOSSES = {
-    "arcface": dict(loss="arcface", margin_s=32.0, margin_m=0.5),
-    "cosface": dict(loss="cosface", margin_s=32.0, margin_m=0.35),
-    "l2softmax": dict(loss="l2softmax", margin_s=32.0),
-    "softmax": dict(loss="softmax"),
+    "arcface": dict(loss="arcface", margin_m=0.5),
+    "cosface": dict(loss="cosface", margin_m=0.35),
+    "l2softmax": dict(loss="l2softmax", loss_warmup_iters=0),
+    "softmax": dict(loss="softmax", loss_warmup_iters=0),
 }
-
-
-def prepare(root, ids, per_id, pairs):
-    import json
-
-    from gluonfr.data.synthetic import make_dataset
-
-    stamp = os.path.join(root, "ready.json")
-    want = {"ids": ids, "per_id": per_id, "pairs": pairs, "version": 1}
-    if os.path.exists(stamp):
-        with open(stamp) as f:
-            if json.load(f) == want:
-                return
-    make_dataset(root, ids, per_id, num_pairs=pairs, seed=0, num_workers=os.cpu_count() or 1)
-    with open(stamp, "w") as f:
-        json.dump(want, f)
 
 
 def main():
     p = argparse.ArgumentParser(description=__doc__)
     p.add_argument("--loss", choices=sorted(LOSSES), default="arcface")
-    p.add_argument("--root", required=True)
-    p.add_argument("--ids", type=int, default=200)
-    p.add_argument("--per-id", type=int, default=16)
-    p.add_argument("--pairs", type=int, default=600)
-    p.add_argument("--iters", type=int, default=100)
-    p.add_argument("--batch", type=int, default=64)
-    p.add_argument("--lr", type=float, default=0.1)
-    p.add_argument("--model", default="mobilefacenet")
+    p.add_argument("--root", required=True, help="the procedural face set (made if missing)")
+    p.add_argument("--iters", type=int, default=None, help="default: the demo's")
+    p.add_argument("--batch", type=int, default=None, help="default: the demo's")
     p.add_argument("--prepare-only", action="store_true")
     args = p.parse_args()
-    prepare(args.root, args.ids, args.per_id, args.pairs)
+    info, _ = ensure_demo_data(args.root)
     if args.prepare_only:
-        _util.emit({"prepared": args.root})
+        _util.emit({"prepared": args.root, "data": info})
         return
+    settings = dict(DEMO_TRAIN, **LOSSES[args.loss])
+    if args.iters:
+        settings["max_iters"] = args.iters
+    if args.batch:
+        settings["batch_size"] = args.batch
+    iters = settings["max_iters"]
+    settings["loss_warmup_iters"] = min(settings.get("loss_warmup_iters", 0), iters // 2)
+    settings["warmup_iters"] = min(settings.get("warmup_iters", 0), iters // 2)
+    settings.update(log_interval=max(1, iters // 5), progress=False)
     with tempfile.TemporaryDirectory() as save_dir:
-        cfg = TrainConfig(model=args.model, data_dir=args.root, batch_size=args.batch,
-                          max_iters=args.iters, lr=args.lr, lr_mode="cosine",
-                          warmup_iters=max(1, args.iters // 10), wd=5e-4, momentum=0.9,
-                          val_targets=["synth_val"], val_interval=args.iters,
-                          save_interval=args.iters, save_dir=save_dir, tensorboard="",
-                          progress=False, log_interval=max(1, args.iters // 5), seed=0,
-                          **LOSSES[args.loss])
+        cfg = TrainConfig(data_dir=args.root, save_dir=save_dir, tensorboard="",
+                          val_targets=["synth_val"], val_interval=iters, save_interval=iters,
+                          **settings)
         t0 = time.perf_counter()
         summary = train(cfg)
         seconds = time.perf_counter() - t0
     val = (summary.get("last_val") or {}).get("accuracy", {})
     stats = summary.get("last_stats") or {}
     _util.emit({"loss": args.loss, "accuracy": val.get("synth_val"), "seconds": seconds,
-                "iters": args.iters, "batch": args.batch,
-                "samples_per_s": summary.get("samples_per_sec"),
+                "iters": iters, "batch": settings["batch_size"], "data": info,
+                "settings": cfg.to_dict(), "samples_per_s": summary.get("samples_per_sec"),
                 "train_accuracy": stats.get("accuracy"), "train_loss": stats.get("loss")})
 
 

@@ -3,10 +3,12 @@
 MobileFaceNet + NormDense + ArcFace as ``gluonfr.engine.TrainLoop`` builds them (hybridized
 backbone and head, static_alloc / static_shape, NAG like gluon-face's script), timing
 ``TrainLoop.step`` -- the function ``train`` runs per iteration -- on a fixed random batch, so
-that data loading is not part of the figure (bench/data.py measures it). ``--dwconv-prelu``
-measures the proposed PReLU formulation (bench/workers/_prelu.py, a prototype).
+that data loading is not part of the figure (bench/data.py measures it). ``--native-prelu``
+trains with the textbook ``LeakyReLU(act_type='prelu')`` op (``gluonfr.nn.native_prelu``): the
+library before its oneDNN PReLU.
 """
 import argparse
+import contextlib
 import os
 import sys
 import tempfile
@@ -15,6 +17,7 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import gluonfr  # noqa: E402,F401  (numpy aliases before mxnet)
 from gluonfr.engine import TrainConfig, TrainLoop  # noqa: E402
 from gluonfr.model_zoo import get_model  # noqa: E402
+from gluonfr.nn import native_prelu  # noqa: E402
 
 import _util  # noqa: E402
 import mxnet as mx  # noqa: E402
@@ -44,14 +47,11 @@ def main():
     p.add_argument("--model", default="mobilefacenet")
     p.add_argument("--warmup", type=int, default=2)
     p.add_argument("--iters", type=int, default=4)
-    p.add_argument("--dwconv-prelu", action="store_true")
+    p.add_argument("--native-prelu", action="store_true")
     args = p.parse_args()
-    backbone = None
-    if args.dwconv_prelu:
-        from _prelu import use_dwconv_prelu
-
-        backbone = use_dwconv_prelu(get_model(args.model, ctx=mx.cpu()))
-    with tempfile.TemporaryDirectory() as save_dir:
+    backbone = get_model(args.model, ctx=mx.cpu())
+    with tempfile.TemporaryDirectory() as save_dir, \
+            native_prelu(backbone) if args.native_prelu else contextlib.nullcontext():
         cfg = TrainConfig(model=args.model, loss="arcface", batch_size=args.batch,
                           optimizer="nag", lr=0.1, momentum=0.9, wd=5e-4, max_iters=1000,
                           num_workers=0, val_interval=0, save_interval=0, tensorboard="",
@@ -73,7 +73,7 @@ def main():
     t = _util.summarise(times)
     _util.emit({"samples_per_s": args.batch / t["median_s"], "timing": t,
                 "classes": args.classes, "batch": args.batch, "mean_loss": stats["loss"],
-                "dwconv_prelu": args.dwconv_prelu})
+                "native_prelu": args.native_prelu})
 
 
 if __name__ == "__main__":
