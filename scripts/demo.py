@@ -2,7 +2,7 @@
 minutes, and compare held-out-identity verification before and after training.
 
     python scripts/demo.py                       # data in data/synthetic, outputs in runs/demo
-    python scripts/demo.py --iterations 300      # longer training, better accuracy
+    python scripts/demo.py --iterations 1000     # train longer
 """
 import argparse
 import os
