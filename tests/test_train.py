@@ -284,3 +284,27 @@ def test_input_size_reaches_the_model_and_the_loader(faces, tmp_path):
     assert (2, 2) in kernels and (7, 7) not in kernels  # depthwise kernels: 3x3 and the GDC
     with pytest.raises(ValueError, match="input_size"):
         _cfg(faces, tmp_path, input_size=100)
+
+
+def test_micro_batches_match_the_whole_batch(faces, tmp_path):
+    # the tiny backbone has no BatchNorm: accumulating the gradients of 4 chunks of 8 is the
+    # gradient of the batch of 32, so the parameters agree up to float summation order
+    kw = dict(max_iters=4, loss_warmup_iters=2, lr=0.01, save_interval=4, warmup_iters=0,
+              lr_mode="step", batch_size=32)
+    rec = Record()
+    whole = train(_cfg(faces, tmp_path / "whole", **kw), callbacks=[rec])
+    chunked = train(_cfg(faces, tmp_path / "chunked", micro_batch=8, **kw))
+    for suffix in (".params", "-head.params"):
+        a = _load(os.path.join(whole["save_dir"], f"{TAG}-4{suffix}"))
+        b = _load(os.path.join(chunked["save_dir"], f"{TAG}-4{suffix}"))
+        assert sorted(a) == sorted(b)
+        for k in a:
+            np.testing.assert_allclose(a[k], b[k], rtol=1e-4, atol=1e-6, err_msg=k)
+    assert chunked["last_stats"]["loss"] == pytest.approx(whole["last_stats"]["loss"],
+                                                          rel=1e-4)
+    # not vacuous: training moved the backbone away from its initial values
+    moved = _load(os.path.join(whole["save_dir"], f"{TAG}-4.params"))
+    assert not np.isclose(sum(np.abs(v).sum() for v in moved.values()),
+                          sum(np.abs(v).sum() for v in rec.initial.values()), rtol=1e-6)
+    with pytest.raises(ValueError, match="micro_batch"):
+        _cfg(faces, tmp_path, batch_size=32, micro_batch=5)

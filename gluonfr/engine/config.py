@@ -48,6 +48,11 @@ class TrainConfig:
     batch_size : int
         Samples per device per iteration; the global batch is this times the number of devices
         (times the number of workers when distributed).
+    micro_batch : int
+        When > 0, each device runs its batch in chunks of this many samples, accumulating the
+        gradients before the one optimiser step: the memory of a chunk-sized step for the
+        update of the whole batch. The result is that of more devices with a chunk each
+        (BatchNorm statistics are per chunk, as they are per device). 0: the whole batch.
     ctx : str
         Devices, e.g. ``"cpu:0"``, ``"cpu:0,cpu:1"``, ``"gpu:0,gpu:1"``; ``gpus`` overrides it.
     gpus : str or None
@@ -118,6 +123,7 @@ class TrainConfig:
     loss_warmup_iters: int = 0
     data_dir: str = os.path.join("data", "faces_emore")
     batch_size: int = 64
+    micro_batch: int = 0
     ctx: str = "cpu:0"
     gpus: Optional[str] = None
     kvstore: str = "device"
@@ -182,6 +188,8 @@ class TrainConfig:
                      "save_interval", "num_workers"):
             if getattr(self, name) < 0:
                 bad(name, "an integer >= 0")
+        if self.micro_batch < 0 or (self.micro_batch and self.batch_size % self.micro_batch):
+            bad("micro_batch", f"0 or a divisor of batch_size={self.batch_size}")
         if self.keep_last < 1:
             bad("keep_last", "at least 1")
         if self.max_iters == 0 and self.epochs == 0:
@@ -295,6 +303,9 @@ def add_arguments(parser):
     group = parser.add_argument_group("data and devices")
     add("data_dir", "--data-dir", help="train.rec/.idx/property and <target>.bin files")
     add("batch_size", "--batch-size", "-b", type=int, help="per device (default: %(default)s)")
+    add("micro_batch", "--micro-batch", type=int,
+        help="run each device's batch in chunks of this size, accumulating gradients "
+             "(less memory; BatchNorm per chunk). 0: whole batch (default)")
     add("ctx", "--ctx", help="devices, e.g. cpu:0,cpu:1 or gpu:0,gpu:1 (default: %(default)s)")
     add("gpus", "--gpus", help="GPU ids, e.g. 0,1,2,3 (overrides --ctx)")
     add("kvstore", "--kvstore", choices=KVSTORES, help="default: %(default)s")

@@ -213,6 +213,16 @@ class TrainLoop:
                                    self.lr_scheduler)
         self.params = self.backbone.collect_params()
         self.params.update(self.main_head.collect_params())
+        self.chunks = cfg.batch_size // cfg.micro_batch if cfg.micro_batch else 1
+        self._accumulated = []
+        if self.chunks > 1:
+            # gradients add up over the chunks; step() zeroes them before each batch
+            for block in (self.backbone, self.main_head, self.warmup_head):
+                if block is not None:
+                    for p in block.collect_params().values():
+                        if p.grad_req != "null":
+                            p.grad_req = "add"
+                            self._accumulated.append(p)
         self.trainer = gluon.Trainer(self.params, optimizer, kvstore=self.kv,
                                      update_on_kvstore=False if self.kv is not None else None)
         if cfg.dtype == "float16":
@@ -392,26 +402,36 @@ class TrainLoop:
     def step(self, data, label):
         """One optimiser step on a batch (no host synchronisation)."""
         check_labels(label, self.num_classes)  # host array: no device wait
-        xs = gluon.utils.split_and_load(data, self.ctx, even_split=True)
-        ys = gluon.utils.split_and_load(label, self.ctx, even_split=True)
         head = self.head
-        with autograd.record():
-            outs = [head(self.backbone(x), y) for x, y in zip(xs, ys)]
-            losses = [loss for loss, _ in outs]
-            if self.cfg.dtype == "float16":
-                from mxnet.contrib import amp
+        for p in self._accumulated:
+            p.zero_grad()
+        outs = []
+        n = data.shape[0] // self.chunks
+        for k in range(self.chunks):
+            part = slice(k * n, (k + 1) * n)  # each chunk is split over the devices
+            xs = gluon.utils.split_and_load(data[part], self.ctx, even_split=True)
+            ys = gluon.utils.split_and_load(label[part], self.ctx, even_split=True)
+            with autograd.record():
+                chunk = [head(self.backbone(x), y) for x, y in zip(xs, ys)]
+                losses = [loss for loss, _ in chunk]
+                if self.cfg.dtype == "float16":
+                    from mxnet.contrib import amp
 
-                with amp.scale_loss(losses, self.trainer) as scaled:
-                    autograd.backward(scaled)
-            else:
-                autograd.backward(losses)
+                    with amp.scale_loss(losses, self.trainer) as scaled:
+                        autograd.backward(scaled)
+                else:
+                    autograd.backward(losses)
+            outs += chunk
         if self._reduce_dist is not None:
             self._reduce_dist()
             self.trainer.update(self.global_batch)
         else:
             self.trainer.step(self.global_batch)
-        self._pending.append((self.iteration + 1,
-                              [(loss.sum(), hit.sum()) for loss, hit in outs]))
+        sums = [(loss.sum(), hit.sum()) for loss, hit in outs]
+        if self.chunks > 1:  # one (loss, hits) pair per device, summed over the chunks
+            d = len(self.ctx)
+            sums = [tuple(mx.nd.add_n(*q) for q in zip(*sums[i::d])) for i in range(d)]
+        self._pending.append((self.iteration + 1, sums))
 
     def run(self):
         """Train to ``max_iters``; returns a summary dict (see :func:`train`)."""
