@@ -15,17 +15,12 @@ from gluonfr.nn.basic_blocks import NormDense  # noqa: E402
 
 import _util  # noqa: E402
 import mxnet as mx  # noqa: E402
-import numpy as np  # noqa: E402
 from mxnet import autograd  # noqa: E402
 
 
 def main():
-    p = argparse.ArgumentParser(description=__doc__)
-    p.add_argument("--classes", type=int, default=85742)
+    p = _util.add_step_args(argparse.ArgumentParser(description=__doc__), 128, seconds=3.0)
     p.add_argument("--emb", type=int, default=128)
-    p.add_argument("--batch", type=int, default=128)
-    p.add_argument("--seconds", type=float, default=3.0)
-    p.add_argument("--warmup", type=int, default=2)
     args = p.parse_args()
     mx.random.seed(0)
     dense = NormDense(args.classes, weight_norm=True, feature_norm=True, in_units=args.emb,
@@ -33,10 +28,7 @@ def main():
     dense.initialize(mx.init.MSRAPrelu())
     dense.hybridize()
     loss_fn = ArcLoss(args.classes, m=0.5, s=64, easy_margin=False)
-    rng = np.random.default_rng(0)
-    emb = mx.nd.array(rng.normal(size=(args.batch, args.emb)))
-    emb.attach_grad()
-    label = mx.nd.array(rng.integers(0, args.classes, args.batch))
+    emb, label = _util.random_head_inputs(args.classes, args.batch, args.emb)
 
     def step():
         with autograd.record():

@@ -35,9 +35,7 @@ def main():
         x = mx.nd.array(np.random.default_rng(0).uniform(0, 1, (b, 3, 112, 112)))
         times = _util.timed(lambda net=net, x=x: net(x).wait_to_read(), args.warmup,
                             args.seconds, args.min_iters)
-        stats = _util.summarise(times)
-        out["images_per_s"][str(b)] = b / stats["median_s"]
-        out["timing"][str(b)] = stats
+        _util.record_rate(out, b, times)
     _util.emit(out)
 
 

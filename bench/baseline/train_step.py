@@ -22,12 +22,8 @@ from mxnet import autograd, gluon  # noqa: E402
 
 
 def main():
-    p = argparse.ArgumentParser(description=__doc__)
-    p.add_argument("--classes", type=int, default=85742)
-    p.add_argument("--batch", type=int, default=64)
+    p = _util.add_step_args(argparse.ArgumentParser(description=__doc__), 64, iters=4)
     p.add_argument("--model", default="mobilefacenet")
-    p.add_argument("--warmup", type=int, default=2)
-    p.add_argument("--iters", type=int, default=4)
     args = p.parse_args()
     mx.random.seed(0)
     net = get_model(args.model, classes=args.classes, weight_norm=True, feature_norm=True)

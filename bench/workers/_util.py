@@ -45,3 +45,33 @@ def emit(result):
     result.setdefault("peak_rss_mib", peak_rss_mib())
     result.setdefault("pid", os.getpid())
     print(json.dumps(result), flush=True)
+
+
+def record_rate(out, batch, times):
+    """Store images/s and the timing summary of batch size ``batch`` into ``out``."""
+    stats = summarise(times)
+    out["images_per_s"][str(batch)] = batch / stats["median_s"]
+    out["timing"][str(batch)] = stats
+
+
+def add_step_args(parser, batch, seconds=None, iters=None):
+    """The arguments both sides' head / training-step workers take, with the same defaults."""
+    parser.add_argument("--classes", type=int, default=85742)
+    parser.add_argument("--batch", type=int, default=batch)
+    parser.add_argument("--warmup", type=int, default=2)
+    if seconds is not None:
+        parser.add_argument("--seconds", type=float, default=seconds)
+    if iters is not None:
+        parser.add_argument("--iters", type=int, default=iters)
+    return parser
+
+
+def random_head_inputs(classes, batch, emb_dim):
+    """The same (embeddings with a gradient buffer, labels) for both sides' head workers."""
+    import mxnet as mx
+    import numpy as np
+
+    rng = np.random.default_rng(0)
+    emb = mx.nd.array(rng.normal(size=(batch, emb_dim)))
+    emb.attach_grad()
+    return emb, mx.nd.array(rng.integers(0, classes, batch))

@@ -75,9 +75,7 @@ def main():
                 times = measure_onnx(args.model, b, args, workdir)
             else:
                 times = measure_mxnet(args.model, b, args.mode, args)
-            stats = _util.summarise(times)
-            out["images_per_s"][str(b)] = b / stats["median_s"]
-            out["timing"][str(b)] = stats
+            _util.record_rate(out, b, times)
     _util.emit(out)
 
 

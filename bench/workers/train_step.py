@@ -41,18 +41,16 @@ class _ShapeOnlyDataset:
 
 
 def main():
-    p = argparse.ArgumentParser(description=__doc__)
-    p.add_argument("--classes", type=int, default=85742)
-    p.add_argument("--batch", type=int, default=64)
+    p = _util.add_step_args(argparse.ArgumentParser(description=__doc__), 64, iters=4)
     p.add_argument("--model", default="mobilefacenet")
-    p.add_argument("--warmup", type=int, default=2)
-    p.add_argument("--iters", type=int, default=4)
     p.add_argument("--native-prelu", action="store_true")
+    p.add_argument("--micro-batch", type=int, default=0)
     args = p.parse_args()
     backbone = get_model(args.model, ctx=mx.cpu())
     with tempfile.TemporaryDirectory() as save_dir, \
             native_prelu(backbone) if args.native_prelu else contextlib.nullcontext():
         cfg = TrainConfig(model=args.model, loss="arcface", batch_size=args.batch,
+                          micro_batch=args.micro_batch,
                           optimizer="nag", lr=0.1, momentum=0.9, wd=5e-4, max_iters=1000,
                           num_workers=0, val_interval=0, save_interval=0, tensorboard="",
                           progress=False, log_interval=10 ** 6, save_dir=save_dir)
@@ -73,7 +71,7 @@ def main():
     t = _util.summarise(times)
     _util.emit({"samples_per_s": args.batch / t["median_s"], "timing": t,
                 "classes": args.classes, "batch": args.batch, "mean_loss": stats["loss"],
-                "native_prelu": args.native_prelu})
+                "native_prelu": args.native_prelu, "micro_batch": args.micro_batch})
 
 
 if __name__ == "__main__":
