@@ -23,9 +23,7 @@ import os
 
 import gluonfr  # noqa: F401  (numpy aliases before mxnet)
 from gluonfr.data import load_bin, pack_bin, pack_rec, sample_pairs
-from gluonfr.data._io import DataFormatError, read_image_bgr
-from gluonfr.data.align import norm_crop
-from gluonfr.data.pack import list_identity_folders, lookup_landmarks, read_landmarks
+from gluonfr.data.pack import aligned_rgb, list_identity_folders, read_landmarks
 from gluonfr.engine import TrainConfig, TrainLoop
 from gluonfr.metrics import evaluate_targets
 
@@ -49,15 +47,8 @@ def pair_images(pairs, image_folder, landmarks, size):
     """Paths as they are (aligned crops), or RGB crops aligned with the landmark table."""
     if landmarks is None:
         return pairs
-
-    def crop(path):
-        lmk = lookup_landmarks(landmarks, image_folder, path)
-        bgr = read_image_bgr(path)
-        if lmk is None or bgr is None:
-            raise DataFormatError(f"{path}: {'no landmarks' if lmk is None else 'unreadable'}")
-        return np.ascontiguousarray(norm_crop(bgr, lmk, size)[:, :, ::-1])
-
-    return [(crop(a), crop(b), same) for a, b, same in pairs]
+    return [(aligned_rgb(a, landmarks, image_folder, size),
+             aligned_rgb(b, landmarks, image_folder, size), same) for a, b, same in pairs]
 
 
 def main(argv=None):

@@ -12,9 +12,7 @@ import os
 
 import gluonfr  # noqa: F401  (restores numpy aliases before mxnet)
 from gluonfr.data import pack_bin
-from gluonfr.data._io import DataFormatError, read_image_bgr
-from gluonfr.data.align import norm_crop
-from gluonfr.data.pack import lookup_landmarks, read_landmarks
+from gluonfr.data.pack import aligned_rgb, read_landmarks
 
 TRUE, FALSE = {"1", "true", "yes", "same"}, {"0", "false", "no", "diff", "different"}
 
@@ -51,13 +49,7 @@ def main(argv=None):
         path = os.path.join(args.image_root, name)
         if table is None:
             return path
-        lmk = lookup_landmarks(table, args.image_root, path)
-        if lmk is None:
-            raise DataFormatError(f"{args.landmarks}: no landmarks for {name}")
-        bgr = read_image_bgr(path)
-        if bgr is None:
-            raise DataFormatError(f"{path}: unreadable image")
-        return norm_crop(bgr, lmk, args.size)[:, :, ::-1].copy()  # pack_bin takes RGB
+        return aligned_rgb(path, table, args.image_root, args.size)  # pack_bin takes RGB
 
     pairs = read_pairs(args.pairs)
     n = pack_bin(((image(a), image(b), same) for a, b, same in pairs), args.out,

@@ -17,7 +17,7 @@ from .align import norm_crop
 from .recordio import RecordWriter
 
 __all__ = ["IMAGE_EXTENSIONS", "list_identity_folders", "read_landmarks", "lookup_landmarks",
-           "pack_rec", "sample_pairs"]
+           "pack_rec", "sample_pairs", "aligned_rgb"]
 
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff", ".ppm", ".pgm")
 
@@ -103,6 +103,20 @@ def lookup_landmarks(table, image_folder, path):
     if rel in table:
         return table[rel]
     return table.get(os.path.basename(path))
+
+
+def aligned_rgb(path, table, image_folder, size=112):
+    """The aligned ``size`` x ``size`` RGB crop of ``path`` with its landmarks from ``table``.
+
+    Raises :class:`DataFormatError` naming the file when it has no landmarks or cannot be read.
+    """
+    lmk = lookup_landmarks(table, image_folder, path)
+    if lmk is None:
+        raise DataFormatError(f"{path}: no landmarks in the landmark table")
+    bgr = read_image_bgr(path)
+    if bgr is None:
+        raise DataFormatError(f"{path}: unreadable image")
+    return np.ascontiguousarray(norm_crop(bgr, lmk, size)[:, :, ::-1])
 
 
 def _prepare(path, image_size, landmarks, quality):

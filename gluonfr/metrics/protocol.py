@@ -82,7 +82,7 @@ def _distance_blocks(emb, dist, starts):
 
     Blocks keep the temporaries in cache, and the two buffers are reused: fresh megabyte
     temporaries are mmap'ed and page-faulted on every block, which cost more than the
-    arithmetic. Same operations per row as :func:`l2_normalize` (hence the same bits).
+    arithmetic. :func:`l2_normalize` per block, so the bits are those of a whole-array call.
     """
     size = min(len(dist), _PAIRS_PER_BLOCK)
     unit = np.empty((2 * size, emb.shape[1]), dtype=emb.dtype)
@@ -90,21 +90,20 @@ def _distance_blocks(emb, dist, starts):
     for start in starts:
         block = emb[2 * start:2 * (start + _PAIRS_PER_BLOCK)]
         n = len(block) // 2
-        norms = np.sqrt(np.einsum("ij,ij->i", block, block))
-        norms[norms == 0] = 1
-        np.divide(block, norms[:, np.newaxis], out=unit[:2 * n])
+        l2_normalize(block, out=unit[:2 * n])
         np.subtract(unit[0:2 * n:2], unit[1:2 * n:2], out=diff[:n])
         np.square(diff[:n], out=diff[:n])
         np.sum(diff[:n], axis=1, out=dist[start:start + n])
 
 
-def l2_normalize(emb):
+def l2_normalize(emb, out=None):
     """Row-wise L2 normalisation computed as ``sklearn.preprocessing.normalize`` does (which
     insightface calls): ``sqrt(einsum('ij,ij->i'))`` norms, zero norms left as 1, one
-    division; bit-identical to it, without its input-validation overhead."""
+    division; bit-identical to it, without its input-validation overhead. ``out`` receives
+    the result when given."""
     norms = np.sqrt(np.einsum("ij,ij->i", emb, emb))
     norms[norms == 0] = 1
-    return emb / norms[:, np.newaxis]
+    return np.divide(emb, norms[:, np.newaxis], out=out)
 
 
 def _fold_of_pairs(num_pairs, nfolds):
