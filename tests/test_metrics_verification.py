@@ -2,6 +2,7 @@
 from gluonfr.metrics import (
     equal_error_rate,
     pair_distances,
+    roc_points,
     tar_at_far,
     threshold_at_far,
     verification,
@@ -10,7 +11,7 @@ from gluonfr.metrics import (
 import numpy as np
 import pytest
 from scipy.interpolate import BSpline
-from sklearn.metrics import roc_auc_score
+from sklearn.metrics import roc_auc_score, roc_curve
 from sklearn.model_selection import KFold
 from sklearn.preprocessing import normalize
 
@@ -132,6 +133,16 @@ def test_distance_is_squared_l2_of_normalised_rows():
     assert pair_distances(emb.astype(np.float32)).dtype == np.float32
 
 
+@pytest.mark.parametrize("dim", [512, 37])
+def test_distances_bit_identical_to_insightface_across_blocks(dim):
+    # 1,000 pairs span several distance blocks (and threads) at 512-d: every bit must still be
+    # that of insightface's whole-array sklearn normalize, subtract, square, sum.
+    emb, _ = make_pairs(1000, dim, 0.7, seed=8)
+    unit = normalize(emb)
+    expected = np.sum(np.square(unit[0::2] - unit[1::2]), 1)
+    np.testing.assert_array_equal(pair_distances(emb), expected)
+
+
 def test_threshold_uses_strict_less_and_smallest_tie():
     # Same pairs orthogonal (distance exactly 2.0, a grid value), different pairs opposite
     # (4.0): "same" needs dist < thr strictly, so 2.0 itself fails and 2.01, the smallest of
@@ -196,6 +207,19 @@ def test_metrics_from_the_exact_roc():
     gap = np.abs(np.subtract(far, frr))
     k = int(np.argmin(gap))
     assert min(far[k], frr[k]) - 1e-9 <= res["eer"] <= max(far[k], frr[k]) + 1e-9
+
+
+@pytest.mark.parametrize("num,levels,seed", [(500, 0, 9), (500, 7, 10), (3, 0, 11), (2, 2, 12)])
+def test_roc_points_equal_sklearn_roc_curve(num, levels, seed):
+    # levels > 0 rounds the scores onto a few values: long runs of ties, dropped points
+    rng = np.random.default_rng(seed)
+    issame = rng.random(num) < 0.4
+    issame[:2] = True, False
+    scores = rng.normal(size=num) + issame
+    if levels:
+        scores = np.round(scores * levels / 4) / levels
+    for got, want in zip(roc_points(issame, scores), roc_curve(issame, scores)):
+        np.testing.assert_array_equal(got, want)
 
 
 def test_equal_error_rate_interpolates_between_roc_points():

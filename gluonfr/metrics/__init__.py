@@ -3,7 +3,8 @@
 - :func:`extract_embeddings` runs a network over ``load_bin`` images (and their mirror
   images), on one device or several.
 - :func:`verification` is insightface's protocol (10-fold accuracy, VAL@FAR), vectorised,
-  plus ROC, AUC and EER; :func:`tar_at_far` gives IJB-style TAR at fixed FARs.
+  plus ROC (:func:`roc_points`), AUC and EER; :func:`tar_at_far` gives IJB-style TAR at
+  fixed FARs.
 - :class:`FaceVerification` is the same as an ``mx.metric.EvalMetric``.
 - :func:`evaluate_targets` evaluates a network on several targets (training callback,
   ``scripts/eval.py``); :func:`format_table`, :func:`results_to_json` and :func:`plot_roc`
@@ -18,6 +19,7 @@ from .protocol import (
     VAL_THRESHOLDS,
     equal_error_rate,
     pair_distances,
+    roc_points,
     tar_at_far,
     threshold_at_far,
     verification,
@@ -29,4 +31,5 @@ __all__ = ["ACC_THRESHOLDS", "DEFAULT_FARS", "FLIP_MODES", "KNOWN_TARGETS", "VAL
            "FaceVerification", "combine_flip", "equal_error_rate", "evaluate_targets",
            "extract_embeddings", "format_accuracy", "format_table", "forward_images",
            "load_embedding_net", "load_targets", "pair_distances", "plot_roc",
-           "results_to_json", "tar_at_far", "threshold_at_far", "verification", "write_json"]
+           "results_to_json", "roc_points", "tar_at_far", "threshold_at_far", "verification",
+           "write_json"]

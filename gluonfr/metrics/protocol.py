@@ -23,11 +23,8 @@ import os
 from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
-from sklearn.metrics import auc as area_under_curve
-from sklearn.metrics import roc_curve
-from sklearn.model_selection import KFold
 
-__all__ = ["verification", "pair_distances", "threshold_at_far", "tar_at_far",
+__all__ = ["verification", "pair_distances", "threshold_at_far", "tar_at_far", "roc_points",
            "equal_error_rate", "ACC_THRESHOLDS", "VAL_THRESHOLDS", "DEFAULT_FARS"]
 
 #: insightface's threshold grid for the accuracy / ROC part.
@@ -38,8 +35,20 @@ VAL_THRESHOLDS = np.arange(0, 4, 0.001)
 DEFAULT_FARS = (1e-6, 1e-5, 1e-4, 1e-3, 1e-2, 1e-1)
 ACC_THRESHOLDS.setflags(write=False)
 VAL_THRESHOLDS.setflags(write=False)
-_PAIRS_PER_BLOCK = 512
+# Distances are computed in blocks of about this many bytes of embeddings: small enough for
+# the temporaries to stay in a core's L2 cache, large enough to amortise numpy's call overhead.
+_BLOCK_BYTES = 1 << 18
 _DISTANCE_THREADS = min(4, os.cpu_count() or 1)
+_POOL = None
+
+
+def _thread_pool():
+    """One pool for the life of the process: starting threads on every call costs more than a
+    128-d distance computation."""
+    global _POOL
+    if _POOL is None:
+        _POOL = ThreadPoolExecutor(_DISTANCE_THREADS, thread_name_prefix="gluonfr-distances")
+    return _POOL
 
 
 def pair_distances(embeddings):
@@ -63,34 +72,34 @@ def pair_distances(embeddings):
         emb = emb.astype(np.float64)
     num_pairs = emb.shape[0] // 2
     dist = np.empty(num_pairs, dtype=emb.dtype)
-    starts = range(0, num_pairs, _PAIRS_PER_BLOCK)
+    block = max(16, _BLOCK_BYTES // (2 * emb.shape[1] * emb.itemsize))
+    starts = range(0, num_pairs, block)
     workers = max(1, min(_DISTANCE_THREADS, len(starts)))
     if workers == 1:
-        _distance_blocks(emb, dist, starts)
+        _distance_blocks(emb, dist, starts, block)
     else:
-        # numpy's ufuncs release the GIL: the blocks split across threads scale with cores
-        with ThreadPoolExecutor(workers) as pool:
-            list(pool.map(lambda k: _distance_blocks(emb, dist, starts[k::workers]),
-                          range(workers)))
+        # numpy's ufuncs and einsum release the GIL: blocks split across threads scale with cores
+        list(_thread_pool().map(lambda k: _distance_blocks(emb, dist, starts[k::workers], block),
+                                range(workers)))
     if not np.isfinite(dist).all():  # NaN / inf anywhere in a row ends up here
         raise ValueError("embeddings contain NaN or inf (has the model diverged?)")
     return dist
 
 
-def _distance_blocks(emb, dist, starts):
-    """Fill ``dist`` for the blocks of pairs beginning at ``starts``.
+def _distance_blocks(emb, dist, starts, block):
+    """Fill ``dist`` for the blocks of ``block`` pairs beginning at ``starts``.
 
     Blocks keep the temporaries in cache, and the two buffers are reused: fresh megabyte
     temporaries are mmap'ed and page-faulted on every block, which cost more than the
     arithmetic. :func:`l2_normalize` per block, so the bits are those of a whole-array call.
     """
-    size = min(len(dist), _PAIRS_PER_BLOCK)
+    size = min(len(dist), block)
     unit = np.empty((2 * size, emb.shape[1]), dtype=emb.dtype)
     diff = np.empty((size, emb.shape[1]), dtype=emb.dtype)
     for start in starts:
-        block = emb[2 * start:2 * (start + _PAIRS_PER_BLOCK)]
-        n = len(block) // 2
-        l2_normalize(block, out=unit[:2 * n])
+        rows = emb[2 * start:2 * (start + block)]
+        n = len(rows) // 2
+        l2_normalize(rows, out=unit[:2 * n])
         np.subtract(unit[0:2 * n:2], unit[1:2 * n:2], out=diff[:n])
         np.square(diff[:n], out=diff[:n])
         np.sum(diff[:n], axis=1, out=dist[start:start + n])
@@ -116,12 +125,12 @@ def _fold_of_pairs(num_pairs, nfolds):
     nfolds = int(nfolds)
     if num_pairs < nfolds:
         raise ValueError(f"{num_pairs} pairs cannot be split into nfolds={nfolds} folds")
-    fold = np.zeros(num_pairs, dtype=np.intp)
-    if nfolds > 1:
-        for k, (_, test) in enumerate(KFold(n_splits=nfolds, shuffle=False)
-                                      .split(np.empty((num_pairs, 1)))):
-            fold[test] = k
-    return fold
+    if nfolds == 1:
+        return np.zeros(num_pairs, dtype=np.intp)
+    # KFold's sizes: num_pairs // nfolds each, one more for the first num_pairs % nfolds folds
+    sizes = np.full(nfolds, num_pairs // nfolds)
+    sizes[:num_pairs % nfolds] += 1
+    return np.repeat(np.arange(nfolds, dtype=np.intp), sizes)
 
 
 def _counts_below(dist, issame, fold, nfolds, thresholds):
@@ -262,6 +271,47 @@ def equal_error_rate(fpr, tpr):
     return float(fpr[k - 1] + a * (fpr[k] - fpr[k - 1]))
 
 
+def roc_points(issame, scores):
+    """The ROC of a pair set: the points ``sklearn.metrics.roc_curve(issame, scores)`` returns.
+
+    One point per distinct score (a pair is accepted when its score is ``>=`` the threshold),
+    without the points that lie on a straight horizontal or vertical run, and ``(0, 0)`` at
+    threshold ``inf`` first; the same arrays, value for value, as scikit-learn >= 1.3 gives
+    with ``drop_intermediate=True``. Written out because sklearn's input checks cost more than
+    the curve itself on a 6,000-pair set.
+
+    Parameters
+    ----------
+    issame : array_like of bool, (P,)
+    scores : array_like, (P,)
+        Similarities: higher means "same".
+
+    Returns
+    -------
+    fpr, tpr, thresholds : numpy.ndarray
+    """
+    issame = np.asarray(issame).astype(bool).ravel()
+    scores = np.asarray(scores, dtype=np.float64).ravel()
+    order = np.argsort(scores, kind="stable")[::-1]
+    return _roc_of_ranked(scores[order], issame[order])
+
+
+def _roc_of_ranked(scores, issame):
+    """:func:`roc_points` of pairs already ordered by decreasing score."""
+    # the last pair of every run of equal scores: the ROC moves once per distinct score
+    ends = np.r_[np.flatnonzero(np.diff(scores)), scores.size - 1]
+    tps = np.cumsum(issame)[ends]
+    fps = ends + 1 - tps
+    if tps.size > 2:
+        # a point whose neighbours are collinear with it on an axis-parallel run adds nothing
+        keep = np.r_[True, (np.diff(fps, 2) != 0) | (np.diff(tps, 2) != 0), True]
+        tps, fps, ends = tps[keep], fps[keep], ends[keep]
+    tps, fps = np.r_[0, tps], np.r_[0, fps]
+    thresholds = np.r_[np.inf, scores[ends]]
+    with np.errstate(divide="ignore", invalid="ignore"):  # one class absent: nan, as sklearn
+        return fps / fps[-1], tps / tps[-1], thresholds
+
+
 def _tar_from_roc(fpr, tpr, thresholds, fars):
     """insightface's IJB rule: per FAR, the ROC point with the closest FAR; among equally
     close points the highest TAR (the first of the reversed ROC)."""
@@ -275,10 +325,10 @@ def _tar_from_roc(fpr, tpr, thresholds, fars):
 def tar_at_far(issame, scores, fars=DEFAULT_FARS, return_thresholds=False):
     """TAR at fixed FARs, read off the ROC as insightface's IJB-B / IJB-C evaluation does.
 
-    The ROC is ``sklearn.metrics.roc_curve(issame, scores)``; for each FAR the ROC point with
-    the closest false accept rate is taken, and among equally close points the one with the
-    highest TAR. FARs below ``1 / (number of different pairs)`` cannot be measured: they come
-    out as the TAR at the smallest measured FAR (usually 0).
+    The ROC is :func:`roc_points` (``sklearn.metrics.roc_curve(issame, scores)``); for each FAR
+    the ROC point with the closest false accept rate is taken, and among equally close points
+    the one with the highest TAR. FARs below ``1 / (number of different pairs)`` cannot be
+    measured: they come out as the TAR at the smallest measured FAR (usually 0).
 
     Parameters
     ----------
@@ -301,7 +351,7 @@ def tar_at_far(issame, scores, fars=DEFAULT_FARS, return_thresholds=False):
         raise ValueError(f"issame has {issame.size} entries but scores {scores.size}")
     if issame.all() or not issame.any():
         raise ValueError("tar_at_far needs both same and different pairs")
-    fpr, tpr, thr = roc_curve(issame, scores)
+    fpr, tpr, thr = roc_points(issame, scores)
     tars, thresholds = _tar_from_roc(fpr, tpr, thr, fars)
     return (tars, thresholds) if return_thresholds else tars
 
@@ -337,7 +387,7 @@ def verification(embeddings, issame, nfolds=10, far_target=1e-3):
             held-out fold, averaged over folds (arrays of 400).
         ``auc``, ``eer``
             Area under the ROC and equal error rate, from the exact ROC of all pairs
-            (``sklearn.metrics.roc_curve`` on ``-dist``), which no threshold grid limits;
+            (:func:`roc_points` on ``-dist``), which no threshold grid limits;
             NaN if one class is missing.
         ``roc_fpr``, ``roc_tpr``
             That exact ROC (for plots on a log-FAR axis).
@@ -356,14 +406,19 @@ def verification(embeddings, issame, nfolds=10, far_target=1e-3):
     """
     dist = pair_distances(embeddings)
     issame = np.asarray(issame)
-    if issame.ndim != 1 or issame.dtype.kind not in "biuf" or not np.isin(issame, (0, 1)).all():
+    if issame.ndim != 1 or issame.dtype.kind not in "biuf" or (
+            issame.dtype != bool and not ((issame == 0) | (issame == 1)).all()):
         raise ValueError(f"issame must be a flat array of bools (or 0/1), got dtype "
                          f"{issame.dtype}, shape {issame.shape}")
     if len(issame) != len(dist):
         raise ValueError(f"{len(dist) * 2} embeddings make {len(dist)} pairs but issame has "
                          f"{len(issame)} entries")
-    same = issame.astype(bool).astype(np.intp)
     fold = _fold_of_pairs(len(dist), nfolds)
+    # Pairs in order of distance: the counts below find their thresholds faster with sorted
+    # keys, and the exact ROC needs that order anyway. Counting does not depend on the order.
+    order = np.argsort(dist, kind="stable")
+    dist, issame, fold = dist[order], issame[order].astype(bool), fold[order]
+    same = issame.astype(np.intp)
     nfolds = int(nfolds)
     rows = np.arange(nfolds)
 
@@ -412,16 +467,18 @@ def verification(embeddings, issame, nfolds=10, far_target=1e-3):
         "nfolds": nfolds,
         "far_target": float(far_target),
     }
-    result.update(_exact_roc(dist, issame.astype(bool)))
+    result.update(_exact_roc(dist, issame))
     return result
 
 
 def _exact_roc(dist, issame):
-    """AUC, EER and the ROC of all pairs, with ``-dist`` as the score."""
+    """AUC, EER and the ROC of all pairs, with ``-dist`` as the score; ``dist`` ascending."""
     if issame.all() or not issame.any():
         return {"auc": float("nan"), "eer": float("nan"), "roc_fpr": np.zeros(0),
                 "roc_tpr": np.zeros(0), "tar_at_far": {}}
-    fpr, tpr, thr = roc_curve(issame, -dist.astype(np.float64))
-    return {"auc": float(area_under_curve(fpr, tpr)), "eer": equal_error_rate(fpr, tpr),
+    fpr, tpr, thr = _roc_of_ranked(-dist.astype(np.float64), issame)
+    # the trapezoid rule, as sklearn.metrics.auc computes it (its input checks cost more)
+    area = np.sum(np.diff(fpr) * (tpr[1:] + tpr[:-1]) / 2.0)
+    return {"auc": float(area), "eer": equal_error_rate(fpr, tpr),
             "roc_fpr": fpr, "roc_tpr": tpr,
             "tar_at_far": _tar_from_roc(fpr, tpr, thr, DEFAULT_FARS)[0]}
