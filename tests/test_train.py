@@ -292,7 +292,7 @@ def test_micro_batches_match_the_whole_batch(faces, tmp_path):
     kw = dict(max_iters=4, loss_warmup_iters=2, lr=0.01, save_interval=4, warmup_iters=0,
               lr_mode="step", batch_size=32)
     rec = Record()
-    whole = train(_cfg(faces, tmp_path / "whole", **kw), callbacks=[rec])
+    whole = train(_cfg(faces, tmp_path / "whole", micro_batch=0, **kw), callbacks=[rec])
     chunked = train(_cfg(faces, tmp_path / "chunked", micro_batch=8, **kw))
     for suffix in (".params", "-head.params"):
         a = _load(os.path.join(whole["save_dir"], f"{TAG}-4{suffix}"))
@@ -308,3 +308,18 @@ def test_micro_batches_match_the_whole_batch(faces, tmp_path):
                           sum(np.abs(v).sum() for v in rec.initial.values()), rtol=1e-6)
     with pytest.raises(ValueError, match="micro_batch"):
         _cfg(faces, tmp_path, batch_size=32, micro_batch=5)
+
+
+@pytest.mark.parametrize("batch,ctx,micro,chunks", [
+    (64, "cpu:0", None, 4),      # the CPU default: chunks of 16
+    (24, "cpu:0", None, 2),      # 16 does not divide 24: the largest divisor <= 16 is 12
+    (22, "cpu:0", None, 2),      # 11
+    (17, "cpu:0", None, 1),      # no divisor in 8..16: whole batches, never BatchNorm over 1
+    (16, "cpu:0", None, 1),
+    (64, "gpu:0,gpu:1", None, 1),  # GPUs: whole batches
+    (64, "cpu:0", 0, 1),         # explicit whole batches
+    (32, "cpu:0", 8, 4),
+])
+def test_default_micro_batches(faces, tmp_path, batch, ctx, micro, chunks):
+    cfg = _cfg(faces, tmp_path, batch_size=batch, ctx=ctx, micro_batch=micro)
+    assert cfg.chunks_per_device() == chunks

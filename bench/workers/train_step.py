@@ -44,7 +44,8 @@ def main():
     p = _util.add_step_args(argparse.ArgumentParser(description=__doc__), 64, iters=4)
     p.add_argument("--model", default="mobilefacenet")
     p.add_argument("--native-prelu", action="store_true")
-    p.add_argument("--micro-batch", type=int, default=0)
+    p.add_argument("--micro-batch", type=int, default=None,
+                   help="default: the library's (micro-batches of 16 on the CPU)")
     args = p.parse_args()
     backbone = get_model(args.model, ctx=mx.cpu())
     with tempfile.TemporaryDirectory() as save_dir, \
@@ -71,7 +72,8 @@ def main():
     t = _util.summarise(times)
     _util.emit({"samples_per_s": args.batch / t["median_s"], "timing": t,
                 "classes": args.classes, "batch": args.batch, "mean_loss": stats["loss"],
-                "native_prelu": args.native_prelu, "micro_batch": args.micro_batch})
+                "native_prelu": args.native_prelu, "micro_batch": args.micro_batch,
+                "chunks": loop.chunks})
 
 
 if __name__ == "__main__":

@@ -14,9 +14,9 @@
 """
 from .callbacks import Callback, CheckpointCallback, LogCallback, VerificationCallback
 from .checkpoint import CheckpointManager, find_checkpoint
-from .config import TrainConfig, add_arguments, config_from_args
+from .config import CPU_MICRO_BATCH, TrainConfig, add_arguments, config_from_args
 from .loop import NonFiniteLossError, TrainLoop, build_backbone, train
 
-__all__ = ["Callback", "CheckpointCallback", "CheckpointManager", "LogCallback",
+__all__ = ["CPU_MICRO_BATCH", "Callback", "CheckpointCallback", "CheckpointManager", "LogCallback",
            "NonFiniteLossError", "TrainConfig", "TrainLoop", "VerificationCallback",
            "add_arguments", "build_backbone", "config_from_args", "find_checkpoint", "train"]

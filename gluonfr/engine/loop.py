@@ -213,7 +213,7 @@ class TrainLoop:
                                    self.lr_scheduler)
         self.params = self.backbone.collect_params()
         self.params.update(self.main_head.collect_params())
-        self.chunks = cfg.batch_size // cfg.micro_batch if cfg.micro_batch else 1
+        self.chunks = cfg.chunks_per_device()
         self._accumulated = []
         if self.chunks > 1:
             # gradients add up over the chunks; step() zeroes them before each batch
@@ -441,6 +441,10 @@ class TrainLoop:
                          f"{[str(c) for c in self.ctx]} x {self.num_kv_workers} worker(s), "
                          f"global batch {self.global_batch}, {self.max_iters} iterations "
                          f"({self.iters_per_epoch} per epoch)")
+        if self.chunks > 1:
+            self.logger.info(f"each device's batch of {cfg.batch_size} runs as {self.chunks} "
+                             f"micro-batches of {cfg.batch_size // self.chunks} (BatchNorm "
+                             "statistics per micro-batch; --micro-batch 0 for whole batches)")
         if self.is_chief and self.iteration == 0:
             with open(os.path.join(cfg.save_dir, "config.json"), "w", encoding="utf-8") as f:
                 json.dump(cfg.to_dict(), f, indent=2, sort_keys=True)
