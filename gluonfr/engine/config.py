@@ -18,8 +18,8 @@ LOSSES = ("arcface", "cosface", "combined", "normface", "l2softmax", "softmax")
 LR_MODES = ("step", "cosine", "poly")
 KVSTORES = ("device", "local", "nccl", "dist_sync", "dist_device_sync")
 #: Samples per chunk of the default CPU micro-batching. On 2 cores (bench/train_step.py),
-#: MobileFaceNet + ArcFace at batch 64 / 128 ran 1.2-1.3x faster per sample in chunks of 16
-#: than as whole batches, at 0.23-0.36x the peak memory; 16 is also about the smallest batch
+#: MobileFaceNet + ArcFace at batch 64 / 128 ran 1.25-1.85x faster per sample in chunks of 16
+#: than as whole batches, at 0.21-0.38x the peak memory; 16 is also about the smallest batch
 #: BatchNorm's statistics are known to tolerate.
 CPU_MICRO_BATCH = 16
 
