@@ -116,7 +116,7 @@ def test_two_cpu_contexts_match_one_with_the_same_global_batch(faces, tmp_path):
     the order of float summation (the loss warm-up is off so the comparison runs on ArcFace
     with its margin)."""
     kw = dict(max_iters=4, loss_warmup_iters=0, lr=0.01, save_interval=4, warmup_iters=0,
-              lr_mode="step")
+              lr_mode="step", micro_batch=0)  # whole batches: one device vs two, nothing else
     one = train(_cfg(faces, tmp_path / "one", ctx="cpu:0", batch_size=32, **kw))
     two = train(_cfg(faces, tmp_path / "two", ctx="cpu:0,cpu:1", batch_size=16,
                      kvstore="device", **kw))

@@ -1,7 +1,8 @@
 """Worker: samples/s and peak memory of our engine's training step.
 
 MobileFaceNet + NormDense + ArcFace as ``gluonfr.engine.TrainLoop`` builds them (hybridized
-backbone and head, static_alloc / static_shape, NAG like gluon-face's script), timing
+backbone and head, the CPU micro-batches unless ``--micro-batch`` says otherwise, NAG like
+gluon-face's script), timing
 ``TrainLoop.step`` -- the function ``train`` runs per iteration -- on a fixed random batch, so
 that data loading is not part of the figure (bench/data.py measures it). ``--native-prelu``
 trains with the textbook ``LeakyReLU(act_type='prelu')`` op (``gluonfr.nn.native_prelu``): the

@@ -214,15 +214,12 @@ class TrainLoop:
         self.params = self.backbone.collect_params()
         self.params.update(self.main_head.collect_params())
         self.chunks = cfg.chunks_per_device()
-        self._accumulated = []
         if self.chunks > 1:
-            # gradients add up over the chunks; step() zeroes them before each batch
-            for block in (self.backbone, self.main_head, self.warmup_head):
-                if block is not None:
-                    for p in block.collect_params().values():
-                        if p.grad_req != "null":
-                            p.grad_req = "add"
-                            self._accumulated.append(p)
+            # gradients add up over the chunks; step() zeroes them before each batch (the
+            # warm-up head shares the main head's classifier: self.params holds every weight)
+            for p in self.params.values():
+                if p.grad_req != "null":
+                    p.grad_req = "add"
         self.trainer = gluon.Trainer(self.params, optimizer, kvstore=self.kv,
                                      update_on_kvstore=False if self.kv is not None else None)
         if cfg.dtype == "float16":
@@ -403,8 +400,8 @@ class TrainLoop:
         """One optimiser step on a batch (no host synchronisation)."""
         check_labels(label, self.num_classes)  # host array: no device wait
         head = self.head
-        for p in self._accumulated:
-            p.zero_grad()
+        if self.chunks > 1:
+            self.params.zero_grad()  # one reset_arrays operator per device
         outs = []
         n = data.shape[0] // self.chunks
         for k in range(self.chunks):

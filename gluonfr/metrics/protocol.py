@@ -52,6 +52,15 @@ def _thread_pool():
     return _POOL
 
 
+def _forget_pool():
+    # a forked child inherits the pool object but not its threads: work sent to it would hang
+    global _POOL
+    _POOL = None
+
+
+os.register_at_fork(after_in_child=_forget_pool)
+
+
 def pair_distances(embeddings):
     """Squared L2 distance between the L2-normalised rows ``2i`` and ``2i+1``.
 
