@@ -11,10 +11,16 @@ import os
 from dataclasses import dataclass, field
 from typing import List, Optional
 
-__all__ = ["TrainConfig", "add_arguments", "config_from_args", "LOSSES", "LR_MODES",
-           "KVSTORES", "CPU_MICRO_BATCH"]
+from ..loss import get_loss_class, get_loss_list
 
-LOSSES = ("arcface", "cosface", "combined", "normface", "l2softmax", "softmax")
+__all__ = ["TrainConfig", "add_arguments", "config_from_args", "LOSSES", "LR_MODES",
+           "KVSTORES", "CPU_MICRO_BATCH", "parse_kwargs"]
+
+#: kinds of registry losses that can be ``--loss`` (see :mod:`gluonfr.loss.registry`)
+HEAD_KINDS = ("cosine", "embedding", "logits")
+#: the classification heads registered when this module was imported (the check itself asks
+#: the registry, so heads registered later are accepted too)
+LOSSES = tuple(get_loss_list(HEAD_KINDS))
 LR_MODES = ("step", "cosine", "poly")
 KVSTORES = ("device", "local", "nccl", "dist_sync", "dist_device_sync")
 #: Samples per chunk of the default CPU micro-batching. On 2 cores (bench/train_step.py),
@@ -39,10 +45,16 @@ class TrainConfig:
         Side of the square network input (a multiple of 16). Images of another size are
         resized by the loader; 112 is the insightface standard every published model uses.
     loss : str
+        A classification head of the loss registry (:func:`gluonfr.loss.get_loss_list`):
         ``arcface``, ``cosface``, ``combined`` (``margin_m1/m2/m3``), ``normface`` (s*cos, no
-        margin), ``l2softmax`` (alpha = ``margin_s``) or ``softmax`` (plain dense classifier).
-    margin_s, margin_m : float
-        Scale and margin of ArcFace / CosFace (``margin_m`` defaults per loss: 0.5 / 0.35).
+        margin), ``l2softmax`` (alpha = ``margin_s``), ``softmax`` (plain dense classifier),
+        and the other heads of :mod:`gluonfr.loss`.
+    margin_s, margin_m : float or None
+        Scale ``s`` and margin ``m`` of the head (``None``: the head's own default; after
+        construction ``margin_s`` holds the value used).
+    loss_kwargs : dict
+        Further constructor arguments of the head, e.g. ``{"t": 0.2}`` for ``mv_softmax``
+        (``--loss-kwargs t=0.2``).
     margin_m1, margin_m2, margin_m3 : float
         Combined margin ``s*(cos(m1*theta + m2) - m3)``.
     loss_warmup_iters : int
@@ -123,8 +135,9 @@ class TrainConfig:
     embedding_size: Optional[int] = None
     input_size: int = 112
     loss: str = "arcface"
-    margin_s: float = 64.0
+    margin_s: Optional[float] = None
     margin_m: Optional[float] = None
+    loss_kwargs: dict = field(default_factory=dict)
     margin_m1: float = 1.0
     margin_m2: float = 0.3
     margin_m3: float = 0.2
@@ -169,8 +182,13 @@ class TrainConfig:
     progress: bool = True
 
     def __post_init__(self):
-        if self.margin_m is None:
-            self.margin_m = {"cosface": 0.35}.get(self.loss, 0.5)
+        if self.loss in get_loss_list(HEAD_KINDS):
+            defaults = _head_defaults(self.loss)
+            if self.margin_s is None:
+                self.margin_s = float(defaults.get("s", defaults.get("alpha", 64.0)))
+            if self.margin_m is None and "m" in defaults:
+                self.margin_m = float(defaults["m"])
+        self.loss_kwargs = dict(self.loss_kwargs or {})
         self.lr_steps = [int(s) for s in self.lr_steps]
         self.val_targets = [t for t in self.val_targets if t]
         self.validate()
@@ -181,8 +199,14 @@ class TrainConfig:
         def bad(name, expected):
             raise ValueError(f"TrainConfig.{name}={getattr(self, name)!r}: expected {expected}")
 
-        if self.loss not in LOSSES:
-            bad("loss", "one of " + ", ".join(LOSSES))
+        heads = get_loss_list(HEAD_KINDS)
+        if self.loss not in heads:
+            try:
+                get_loss_class(self.loss)
+            except ValueError as err:  # names the close matches
+                bad("loss", f"a classification head ({err})")
+            bad("loss", "a classification head (not an auxiliary or pair loss): "
+                + ", ".join(heads))
         if self.lr_mode not in LR_MODES:
             bad("lr_mode", "one of " + ", ".join(LR_MODES))
         if self.kvstore not in KVSTORES:
@@ -206,7 +230,7 @@ class TrainConfig:
             bad("max_iters", "a positive iteration count (or set epochs)")
         if self.lr <= 0:
             bad("lr", "a positive learning rate")
-        if self.margin_s <= 0:
+        if self.margin_s is not None and self.margin_s <= 0:
             bad("margin_s", "a positive scale")
         if self.lr_mode == "step" and sorted(self.lr_steps) != self.lr_steps:
             bad("lr_steps", "increasing iteration numbers")
@@ -275,7 +299,54 @@ class TrainConfig:
         return cls(**d)
 
 
+def _head_defaults(loss):
+    """Default constructor values of a registered head (``s``, ``m``, ...), through its bases."""
+    import inspect
+
+    out = {}
+    factory = get_loss_class(loss)
+    for klass in reversed(getattr(factory, "__mro__", (factory,))):
+        init = klass.__dict__.get("__init__") if isinstance(klass, type) else klass
+        if init is None:
+            continue
+        try:
+            params = inspect.signature(init).parameters.values()
+        except (TypeError, ValueError):
+            continue
+        out.update({p.name: p.default for p in params if p.default is not p.empty
+                    and isinstance(p.default, (int, float)) and not isinstance(p.default, bool)})
+    return out
+
+
 # -- command line ------------------------------------------------------------------------------
+def parse_kwargs(text):
+    """``"t=0.2,k=3,easy_margin=true"`` -> ``{"t": 0.2, "k": 3, "easy_margin": True}``."""
+    if isinstance(text, dict):
+        return dict(text)
+    out = {}
+    for item in str(text).split(","):
+        if not item.strip():
+            continue
+        key, sep, value = item.partition("=")
+        if not sep or not key.strip():
+            raise argparse.ArgumentTypeError(f"expected NAME=VALUE pairs separated by commas, "
+                                             f"got {item!r} in {text!r}")
+        value = value.strip()
+        low = value.lower()
+        if low in ("true", "false"):
+            out[key.strip()] = low == "true"
+            continue
+        for cast in (int, float):
+            try:
+                out[key.strip()] = cast(value)
+                break
+            except ValueError:
+                pass
+        else:
+            out[key.strip()] = value
+    return out
+
+
 def _int_list(text):
     text = str(text).strip()
     if not text:
@@ -314,11 +385,16 @@ def add_arguments(parser):
     add("embedding_size", "--embedding-size", type=int, help="embedding width (model default)")
     add("input_size", "--input-size", type=int,
         help="network input side, a multiple of 16 (default: %(default)s)")
-    add("loss", "--loss", choices=LOSSES, help="default: %(default)s")
+    add("loss", "--loss", metavar="NAME",
+        help="classification head: " + ", ".join(get_loss_list(HEAD_KINDS))
+        + " (default: %(default)s)")
     add("margin_s", "--margin-s", "-s", type=float,
-        help="scale s; alpha for l2softmax (default: %(default)s)")
+        help="scale s; alpha for l2softmax (default: the head's, 64 for arcface)")
     add("margin_m", "--margin-m", "-m", type=float,
-        help="margin m (default 0.5 for arcface, 0.35 for cosface)")
+        help="margin m (default: the head's, 0.5 for arcface, 0.35 for cosface)")
+    add("loss_kwargs", "--loss-kwargs", type=parse_kwargs, metavar="NAME=VALUE,...",
+        help="further arguments of the head, e.g. t=0.2 (mv_softmax), k=3 "
+             "(subcenter_arcface)")
     add("margin_m1", "--margin-m1", type=float, help="combined margin m1")
     add("margin_m2", "--margin-m2", type=float, help="combined margin m2")
     add("margin_m3", "--margin-m3", type=float, help="combined margin m3")

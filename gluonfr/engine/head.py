@@ -4,13 +4,14 @@
 training accuracy, computed inside the graph so the loop never has to bring the (N, C) logits
 back to the host.
 """
-from mxnet import gluon
+import inspect
+
 from mxnet.gluon import HybridBlock, nn
 
-from ..loss import ArcFaceLoss, CombinedMarginLoss, CosFaceLoss, L2SoftmaxLoss
+from ..loss import NormFaceLoss, get_loss, get_loss_class, get_loss_list, loss_kind
 from ..nn import NormDense
 
-__all__ = ["TrainHead", "build_heads"]
+__all__ = ["TrainHead", "build_heads", "loss_kwargs"]
 
 
 class TrainHead(HybridBlock):
@@ -40,18 +41,73 @@ class TrainHead(HybridBlock):
             loss, logits = self.loss(embedding, label)
         else:
             logits = self.classifier(embedding)
-            loss = self.loss(logits, label)
+            # heads declare the inputs they need beyond (cos, label), e.g. ("norms",)
+            extra = []
+            for need in getattr(self.loss, "needs", ()):
+                if need != "norms":
+                    raise ValueError(f"{type(self.loss).__name__} needs {need!r}: the "
+                                     "training head can only pass 'norms'")
+                extra.append(F.norm(embedding, axis=1))
+            loss = self.loss(logits, label, *extra)
+            if isinstance(loss, (tuple, list)):
+                loss = loss[0]
         if self._half:
             logits = F.cast(logits, "float32")
         hit = F.argmax(F.BlockGrad(logits), axis=1) == F.reshape(label, shape=(-1,))
         return loss, hit
 
 
+def loss_kwargs(cfg, num_classes, embedding_size):
+    """Constructor arguments of ``cfg.loss`` from the config (what its signature accepts).
+
+    ``margin_s`` goes to ``s`` (``alpha`` for L2-softmax), ``margin_m`` to ``m``, the combined
+    margins to ``m1, m2, m3``, the class count and embedding size to ``classes`` /
+    ``in_units``; ``cfg.loss_kwargs`` (``--loss-kwargs``) is applied last.
+    """
+    params = _accepted(get_loss_class(cfg.loss))
+    kw = {}
+    if cfg.margin_s is not None:
+        for name in ("s", "alpha"):
+            if name in params:
+                kw[name] = cfg.margin_s
+                break
+    if cfg.margin_m is not None and "m" in params:
+        kw["m"] = cfg.margin_m
+    if cfg.loss == "combined":
+        kw.update(m1=cfg.margin_m1, m2=cfg.margin_m2, m3=cfg.margin_m3)
+    if "classes" in params:
+        kw["classes"] = num_classes
+    if "in_units" in params:
+        kw["in_units"] = embedding_size
+    kw.update(cfg.loss_kwargs or {})
+    return kw
+
+
+def _accepted(factory):
+    """Names of the keyword arguments a loss constructor takes (through its base classes)."""
+    names = set()
+    for klass in getattr(factory, "__mro__", (factory,)):
+        init = getattr(klass, "__init__", klass) if isinstance(klass, type) else klass
+        try:
+            sig = inspect.signature(init)
+        except (TypeError, ValueError):
+            continue
+        names.update(p.name for p in sig.parameters.values()
+                     if p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY))
+        if not any(p.kind == p.VAR_KEYWORD for p in sig.parameters.values()):
+            break  # this constructor passes nothing further up
+    names.discard("self")
+    return names
+
+
 def build_heads(cfg, num_classes, embedding_size):
     """The heads of a run: ``(main, warmup)``; ``warmup`` is ``None`` without loss warm-up.
 
-    The NormFace warm-up head shares the main head's class centres, so the margin loss
-    continues from the centres the warm-up learned.
+    The loss is ``gluonfr.loss.get_loss(cfg.loss, **loss_kwargs(...))``; its registry kind
+    decides the classifier: a :class:`NormDense` for cosine heads (with the loss's
+    ``centers_per_class`` sub-centres per class), none for heads that own one (L2-softmax),
+    a dense layer for plain softmax. The NormFace warm-up head shares the main head's class
+    centres, so the margin loss continues from the centres the warm-up learned.
 
     Parameters
     ----------
@@ -59,33 +115,33 @@ def build_heads(cfg, num_classes, embedding_size):
     num_classes, embedding_size : int
     """
     half = cfg.dtype == "float16"
-    common = dict(check_label=False)  # labels are checked once per batch on the host
-    s = cfg.margin_s
+    kind = loss_kind(cfg.loss)
+    if kind not in ("cosine", "embedding", "logits"):
+        raise ValueError(f"--loss {cfg.loss} is not a classification head (it is a {kind} "
+                         "loss); classification heads: "
+                         + ", ".join(get_loss_list(("cosine", "embedding", "logits"))))
+    kw = loss_kwargs(cfg, num_classes, embedding_size)
+    if kind != "logits":
+        kw["check_label"] = False  # labels are checked once per batch on the host
+    if kind == "embedding":
+        kw["return_logits"] = True
+    try:
+        loss = get_loss(cfg.loss, **kw)
+    except TypeError as err:
+        raise ValueError(f"--loss {cfg.loss}: {err}") from None
     classifier = None
-    if cfg.loss in ("arcface", "cosface", "combined", "normface"):
-        classifier = NormDense(num_classes, embedding_size, prefix="fc7_")
-        if cfg.loss == "arcface":
-            loss = ArcFaceLoss(s=s, m=cfg.margin_m, **common)
-        elif cfg.loss == "cosface":
-            loss = CosFaceLoss(s=s, m=cfg.margin_m, **common)
-        elif cfg.loss == "combined":
-            loss = CombinedMarginLoss(s=s, m1=cfg.margin_m1, m2=cfg.margin_m2,
-                                      m3=cfg.margin_m3, **common)
-        else:
-            loss = CombinedMarginLoss(s=s, m1=1.0, m2=0.0, m3=0.0, **common)
-    elif cfg.loss == "l2softmax":
-        loss = L2SoftmaxLoss(num_classes, embedding_size, alpha=s, return_logits=True,
-                             **common)
-    else:  # plain softmax: the first stage of the two-stage MobileFaceNet recipe
+    if kind == "cosine":
+        classifier = NormDense(num_classes, embedding_size,
+                               centers_per_class=getattr(loss, "centers_per_class", 1),
+                               prefix="fc7_")
+    elif kind == "logits":  # plain softmax: the first stage of the two-stage MobileFaceNet recipe
         classifier = nn.Dense(num_classes, in_units=embedding_size, prefix="fc7_")
-        loss = gluon.loss.SoftmaxCrossEntropyLoss()
     main = TrainHead(classifier, loss, half=half, prefix="head_")
     warmup = None
     if cfg.loss_warmup_iters > 0:
         if not isinstance(classifier, NormDense):
             raise ValueError(f"--loss-warmup-iters needs a cosine head (arcface, cosface, "
-                             f"combined); --loss {cfg.loss} has none")
-        warmup = TrainHead(classifier, CombinedMarginLoss(s=s, m1=1.0, m2=0.0, m3=0.0,
-                                                          **common),
+                             f"combined, ...); --loss {cfg.loss} has none")
+        warmup = TrainHead(classifier, NormFaceLoss(s=cfg.margin_s or 64.0, check_label=False),
                            half=half, prefix="head_")
     return main, warmup

@@ -1,16 +1,20 @@
-"""Face-recognition loss heads: ArcFace, CosFace, combined margin, L2-softmax.
+"""Face-recognition losses: one registry (:func:`get_loss`) over every head and extra term.
 
 The margin losses take the cosine logits of :class:`gluonfr.nn.NormDense` and sparse class
 ids and return the per-sample cross-entropy (N,); ``return_logits=True`` also returns the
-scaled, margin-adjusted logits for training accuracy. The margin-free NormFace loss (``s*cos``,
-used for loss warm-up) is ``CombinedMarginLoss(s, m1=1, m2=0, m3=0)``.
+scaled, margin-adjusted logits for training accuracy. :func:`get_loss_list` names them all;
+:func:`loss_kind` says how each is called (see :mod:`gluonfr.loss.registry`).
 """
 from mxnet.gluon.loss import SoftmaxCrossEntropyLoss
 
 from .base import SoftmaxHeadLoss
 from .l2softmax import L2SoftmaxLoss
 from .labels import check_labels
-from .margin import ArcFaceLoss, CombinedMarginLoss, CosFaceLoss
+from .margin import ArcFaceLoss, CombinedMarginLoss, CosFaceLoss, NormFaceLoss
+from .registry import get_loss, get_loss_class, get_loss_list, loss_kind, register_loss
 
-__all__ = ["ArcFaceLoss", "CosFaceLoss", "CombinedMarginLoss", "L2SoftmaxLoss",
-           "SoftmaxCrossEntropyLoss", "SoftmaxHeadLoss", "check_labels"]
+register_loss(SoftmaxCrossEntropyLoss, name="softmax", kind="logits")
+
+__all__ = ["ArcFaceLoss", "CosFaceLoss", "CombinedMarginLoss", "NormFaceLoss", "L2SoftmaxLoss",
+           "SoftmaxCrossEntropyLoss", "SoftmaxHeadLoss", "check_labels", "get_loss",
+           "get_loss_class", "get_loss_list", "loss_kind", "register_loss"]

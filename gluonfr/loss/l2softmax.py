@@ -8,10 +8,12 @@ import numpy as np
 from ..nn.norm_dense import l2_normalize
 from .base import SoftmaxHeadLoss
 from .labels import guard_labels
+from .registry import register_loss
 
 __all__ = ["L2SoftmaxLoss"]
 
 
+@register_loss(name="l2softmax", kind="embedding")
 class L2SoftmaxLoss(SoftmaxHeadLoss):
     r"""L2-constrained softmax loss head: ``CE(W * (alpha * x/|x|) + b, label)`` per sample.
 

@@ -15,8 +15,9 @@ import math
 
 from .base import SoftmaxHeadLoss
 from .labels import guard_labels
+from .registry import register_loss
 
-__all__ = ["CombinedMarginLoss", "ArcFaceLoss", "CosFaceLoss"]
+__all__ = ["CombinedMarginLoss", "ArcFaceLoss", "CosFaceLoss", "NormFaceLoss"]
 
 _SIN2_FLOOR = 1e-12
 
@@ -32,6 +33,7 @@ def _sin_theta(F, c):
     return F.sqrt(F.clip((1 - c) * (1 + c), _SIN2_FLOOR, 1.0))
 
 
+@register_loss(name="combined")
 class CombinedMarginLoss(SoftmaxHeadLoss):
     r"""insightface's combined margin: target logit ``s*(cos(m1*theta + m2) - m3)``.
 
@@ -132,6 +134,7 @@ class CombinedMarginLoss(SoftmaxHeadLoss):
                 f"m3={self._m3})")
 
 
+@register_loss(name="arcface")
 class ArcFaceLoss(CombinedMarginLoss):
     r"""ArcFace (additive angular margin) with insightface's threshold branch.
 
@@ -175,6 +178,7 @@ class ArcFaceLoss(CombinedMarginLoss):
         return (f"ArcFaceLoss(s={self._s}, m={self._m}, easy_margin={self._easy_margin})")
 
 
+@register_loss(name="cosface")
 class CosFaceLoss(CombinedMarginLoss):
     r"""CosFace / AM-softmax: target logit ``s*(cos(theta) - m)``.
 
@@ -195,3 +199,25 @@ class CosFaceLoss(CombinedMarginLoss):
 
     def __repr__(self):
         return f"CosFaceLoss(s={self._s}, m={self._m3})"
+
+
+@register_loss(name="normface")
+class NormFaceLoss(CombinedMarginLoss):
+    r"""NormFace (Wang et al., ACM MM 2017; gluon-face's COCO loss): softmax of ``s*cos``.
+
+    No margin: every logit is ``s*cos(theta_j)``. Identical to
+    ``CombinedMarginLoss(s, 1, 0, 0)``; also the engine's loss warm-up head.
+
+    Parameters
+    ----------
+    s : float, default 64.0
+    **kwargs
+        ``return_logits``, ``check_label``, ``fast_backward``, ``weight`` as in
+        :class:`CombinedMarginLoss`.
+    """
+
+    def __init__(self, s=64.0, **kwargs):
+        super().__init__(s=s, m1=1.0, m2=0.0, m3=0.0, **kwargs)
+
+    def __repr__(self):
+        return f"NormFaceLoss(s={self._s})"

@@ -60,13 +60,21 @@ class NormDense(HybridBlock):
         ``FullyConnected`` needs a GPU).
     weight_initializer : Initializer, default ``Normal(0.01)``
         As insightface's ``fc7_weight``.
+    centers_per_class : int, default 1
+        K sub-centres per class (sub-center ArcFace, Deng et al. ECCV 2020): the weight is
+        (C*K, D), rows ``c*K .. c*K + K-1`` the centres of class c, and the class cosine is
+        the largest of its K cosines.
 
     Inputs: ``x`` (N, D). Output: (N, C) cosines, in the parameter dtype.
     """
 
     def __init__(self, classes, in_units, weight_norm=True, feature_norm=True, dtype="float32",
-                 weight_initializer=None, **kwargs):
+                 weight_initializer=None, centers_per_class=1, **kwargs):
         super().__init__(**kwargs)
+        if int(centers_per_class) < 1 or int(centers_per_class) != centers_per_class:
+            raise ValueError(f"NormDense: centers_per_class must be a positive integer, got "
+                             f"{centers_per_class!r}")
+        self._k = int(centers_per_class)
         if int(classes) <= 0:
             raise ValueError(f"NormDense: classes must be a positive integer, got {classes!r}")
         if int(in_units) <= 0:
@@ -78,7 +86,8 @@ class NormDense(HybridBlock):
         if weight_initializer is None:
             weight_initializer = mx.init.Normal(0.01)
         with self.name_scope():
-            self.weight = self.params.get("weight", shape=(self._classes, self._in_units),
+            self.weight = self.params.get("weight",
+                                          shape=(self._classes * self._k, self._in_units),
                                           init=weight_initializer, dtype=dtype)
 
     def hybrid_forward(self, F, x, weight):
@@ -88,8 +97,18 @@ class NormDense(HybridBlock):
             x = l2_normalize(F, x, half)
         if self._weight_norm:
             weight = l2_normalize(F, weight, half)
-        return F.FullyConnected(x, weight, no_bias=True, num_hidden=self._classes, flatten=True)
+        cos = F.FullyConnected(x, weight, no_bias=True, num_hidden=self._classes * self._k,
+                               flatten=True)
+        if self._k > 1:
+            cos = F.max(F.reshape(cos, shape=(0, self._classes, self._k)), axis=2)
+        return cos
+
+    @property
+    def centers_per_class(self):
+        """K, the sub-centres per class."""
+        return self._k
 
     def __repr__(self):
         return (f"{self.__class__.__name__}({self._classes}, in_units={self._in_units}, "
-                f"weight_norm={self._weight_norm}, feature_norm={self._feature_norm})")
+                f"weight_norm={self._weight_norm}, feature_norm={self._feature_norm}"
+                + (f", centers_per_class={self._k})" if self._k > 1 else ")"))
