@@ -21,8 +21,8 @@ from tqdm import tqdm
 
 from .registry import get_constructor
 
-__all__ = ["get_model_file", "publish_model", "purge", "short_hash", "file_sha1",
-           "model_file_name", "ChecksumError", "DEFAULT_REPO_URL"]
+__all__ = ["get_model_file", "get_third_party_file", "publish_model", "purge", "short_hash",
+           "file_sha1", "model_file_name", "ChecksumError", "DEFAULT_REPO_URL"]
 
 logger = logging.getLogger(__name__)
 
@@ -83,17 +83,17 @@ def _repo_url():
     return os.environ.get("GLUONFR_REPO_URL") or DEFAULT_REPO_URL
 
 
-def _file_url(base, file_name):
+def _file_url(base, file_name, var="GLUONFR_REPO_URL"):
     scheme = urllib.parse.urlsplit(base).scheme.lower()
     if scheme in ("http", "https", "file"):
         return base.rstrip("/") + "/" + urllib.parse.quote(file_name)
     if len(scheme) > 1:  # one letter is a Windows drive, i.e. a plain folder
-        raise ValueError(f"GLUONFR_REPO_URL={base!r}: expected http(s)://, file:// "
+        raise ValueError(f"{var}={base!r}: expected http(s)://, file:// "
                          f"or a folder")
     return pathlib.Path(base).expanduser().resolve().joinpath(file_name).as_uri()
 
 
-def _download(url, path, sha1):
+def _download(url, path, sha1, var="GLUONFR_REPO_URL"):
     """Stream ``url`` into a temporary file beside ``path``, check its sha1, then rename it.
 
     Nothing is left at ``path`` (or beside it) unless the whole, verified file arrived.
@@ -123,7 +123,7 @@ def _download(url, path, sha1):
             raise ChecksumError(f"{file_name} fetched from {url} has sha1 {actual}, but the "
                                 f"model store expects {sha1}; the file was deleted. The "
                                 f"store at {os.path.dirname(url)} does not hold the file this "
-                                f"gluonfr version was published with (check GLUONFR_REPO_URL).")
+                                f"gluonfr version was published with (check {var}).")
         os.replace(tmp, path)
     finally:
         if os.path.exists(tmp):
@@ -169,6 +169,63 @@ def get_model_file(name, root=None):
     url = _file_url(_repo_url(), file_name)
     logger.info("fetching %s from %s", file_name, url)
     _download(url, path, sha1)
+    return path
+
+
+#: Third-party files gluonfr runs but does not publish: file name -> (sha1, upstream URL).
+#: ``$GLUONFR_THIRD_PARTY_URL`` (http(s)://, file:// or a plain folder holding the files under
+#: these names) replaces the upstream location, e.g. for offline machines and tests.
+_third_party = {
+    # YuNet 2023mar (MIT), the default of gluonfr.detect.FaceDetector
+    "face_detection_yunet_2023mar.onnx": (
+        "acbe4b5976ade60c4b866a30d0720d71589c8bbc",
+        "https://github.com/opencv/opencv_zoo/raw/main/models/face_detection_yunet/"
+        "face_detection_yunet_2023mar.onnx"),
+}
+
+
+def get_third_party_file(file_name, root=None):
+    """Path of a sha1-verified third-party file (e.g. the YuNet detector), fetched when missing.
+
+    The file comes from ``$GLUONFR_THIRD_PARTY_URL/<file_name>`` when that is set, else from
+    its upstream URL in :data:`_third_party`; it is cached in the model cache (see
+    :func:`get_model_file`) and checked against the recorded sha1 like a model file.
+
+    Parameters
+    ----------
+    file_name : str
+        A key of :data:`_third_party`.
+    root : str, optional
+        Cache folder; default ``$GLUONFR_HOME/models``, else ``~/.gluonfr/models``.
+
+    Returns
+    -------
+    str
+        Absolute path of the cached file.
+
+    Raises
+    ------
+    ValueError
+        ``file_name`` is not a known third-party file.
+    OSError, ChecksumError
+        As :func:`get_model_file`.
+    """
+    if file_name not in _third_party:
+        raise ValueError(f"{file_name!r} is not a known third-party file; known: "
+                         f"{', '.join(sorted(_third_party))}")
+    sha1, upstream = _third_party[file_name]
+    path = os.path.join(_cache_dir(root), file_name)
+    if os.path.exists(path):
+        if file_sha1(path) == sha1:
+            return path
+        logger.warning("%s does not match its sha1 %s; deleting it and fetching it again",
+                       path, sha1)
+        os.remove(path)
+    mirror = os.environ.get("GLUONFR_THIRD_PARTY_URL")
+    var = "GLUONFR_THIRD_PARTY_URL"
+    url = _file_url(mirror, file_name, var) if mirror else upstream
+    logger.info("fetching %s from %s", file_name, url)
+    _download(url, path, sha1, var)
     return path
 
 
