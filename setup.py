@@ -20,6 +20,22 @@ def read_version():
         return re.search(r'^__version__ = "([^"]+)"', f.read(), re.M).group(1)
 
 
+#: Every command line: ``gluonfr-<command>=gluonfr.cli.<module>:main`` (see gluonfr/cli/__init__.py);
+#: tests/test_cli.py runs ``--help`` of each entry of this list.
+CONSOLE_SCRIPTS = [
+    "gluonfr-demo=gluonfr.cli.demo:main",
+    "gluonfr-eval=gluonfr.cli.eval:main",
+    "gluonfr-export-onnx=gluonfr.cli.export_onnx:main",
+    "gluonfr-launch-dist=gluonfr.cli.launch_dist:main",
+    "gluonfr-pack-bin=gluonfr.cli.pack_bin:main",
+    "gluonfr-pack-rec=gluonfr.cli.pack_rec:main",
+    "gluonfr-publish=gluonfr.cli.publish:main",
+    "gluonfr-show-dataset=gluonfr.cli.show_dataset:main",
+    "gluonfr-train=gluonfr.cli.train:main",
+    "gluonfr-verify=gluonfr.cli.verify:main",
+]
+
+
 def mxnet_requirement():
     name = os.environ.get("GLUONFR_MXNET", "mxnet==1.9.1").strip()
     return [] if name.lower() in ("", "none") else [name]
@@ -51,7 +67,7 @@ setup(
         "test": ["pytest>=7", "ruff>=0.4", "scikit-learn>=1.3"],
         "docs": ["sphinx>=7", "sphinx-rtd-theme>=2"],
     },
-    entry_points={"console_scripts": ["gluonfr-verify=gluonfr.cli:verify_main"]},
+    entry_points={"console_scripts": CONSOLE_SCRIPTS},
     classifiers=[
         "Programming Language :: Python :: 3",
         "Topic :: Scientific/Engineering :: Image Recognition",

@@ -1,37 +1,10 @@
-"""``make demo``: generate procedural faces, train MobileFaceNet + ArcFace on the CPU for a few
-minutes, and compare held-out-identity verification before and after training.
+"""The installed ``gluonfr-demo`` command (gluonfr.cli.demo), run from a checkout.
 
-    python scripts/demo.py                       # data in data/synthetic, outputs in runs/demo
-    python scripts/demo.py --iterations 1000     # train longer
+Every option and an example: ``python scripts/demo.py --help``.
 """
-import argparse
-import os
 import sys
 
-import gluonfr  # noqa: F401  (restores numpy aliases before mxnet)
-from gluonfr.engine.demo import DEMO_TRAIN, run_demo
-
-
-def main(argv=None):
-    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
-                                formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--data-dir", default=os.path.join("data", "synthetic"),
-                   help="procedural face set, generated when missing (default: %(default)s)")
-    p.add_argument("--out-dir", default=os.path.join("runs", "demo"),
-                   help="checkpoints, log, TensorBoard, ROC (default: %(default)s)")
-    p.add_argument("--iterations", type=int, default=DEMO_TRAIN["max_iters"],
-                   help="training iterations (default: %(default)s)")
-    p.add_argument("--batch-size", type=int, default=DEMO_TRAIN["batch_size"],
-                   help="default: %(default)s")
-    p.add_argument("--ctx", default="cpu:0", help="devices (default: %(default)s)")
-    p.add_argument("--no-progress", action="store_true", help="no progress bars")
-    args = p.parse_args(argv)
-    warmup = DEMO_TRAIN["loss_warmup_iters"] * args.iterations // DEMO_TRAIN["max_iters"]
-    run_demo(data_dir=args.data_dir, out_dir=args.out_dir, ctx=args.ctx,
-             progress=not args.no_progress, max_iters=args.iterations,
-             batch_size=args.batch_size, loss_warmup_iters=warmup)
-    return 0
-
+from gluonfr.cli.demo import main
 
 if __name__ == "__main__":
     sys.exit(main())

@@ -1,62 +1,10 @@
-"""Write a verification .bin (insightface format) from a pairs list.
+"""The installed ``gluonfr-pack-bin`` command (gluonfr.cli.pack_bin), run from a checkout.
 
-    python scripts/pack_bin.py pairs.txt out.bin --image-root photos/ [--landmarks lmk.json]
-
-``pairs.txt`` has one pair per line, ``image_a image_b same`` with same = 1/0 (or
-true/false); ``#`` starts a comment. Paths are relative to ``--image-root``. Without
-``--landmarks`` the image files are stored as they are (they should be aligned 112x112
-crops); with it, each image is aligned onto the arcface template with ``norm_crop`` first.
+Every option and an example: ``python scripts/pack_bin.py --help``.
 """
-import argparse
-import os
+import sys
 
-import gluonfr  # noqa: F401  (restores numpy aliases before mxnet)
-from gluonfr.data import pack_bin
-from gluonfr.data.pack import aligned_rgb, read_landmarks
-
-TRUE, FALSE = {"1", "true", "yes", "same"}, {"0", "false", "no", "diff", "different"}
-
-
-def read_pairs(path):
-    """``[(a, b, issame)]`` from a pairs file (see the module docstring)."""
-    pairs = []
-    with open(path) as f:
-        for lineno, line in enumerate(f, 1):
-            fields = line.split("#", 1)[0].split()
-            if not fields:
-                continue
-            if len(fields) != 3 or fields[2].lower() not in TRUE | FALSE:
-                raise ValueError(f"{path}:{lineno}: expected 'image_a image_b 1|0', got "
-                                 f"{line.strip()!r}")
-            pairs.append((fields[0], fields[1], fields[2].lower() in TRUE))
-    if not pairs:
-        raise ValueError(f"{path}: no pairs found")
-    return pairs
-
-
-def main(argv=None):
-    p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    p.add_argument("pairs", help="pairs file: 'image_a image_b 1|0' per line")
-    p.add_argument("out", help="output .bin")
-    p.add_argument("--image-root", default=".", help="folder the pair paths are relative to")
-    p.add_argument("--landmarks", help="5-point landmark file; align each image with norm_crop")
-    p.add_argument("--size", type=int, default=112, help="crop side when aligning")
-    p.add_argument("--quality", type=int, default=95, help="JPEG quality of aligned crops")
-    args = p.parse_args(argv)
-    table = read_landmarks(args.landmarks) if args.landmarks else None
-
-    def image(name):
-        path = os.path.join(args.image_root, name)
-        if table is None:
-            return path
-        return aligned_rgb(path, table, args.image_root, args.size)  # pack_bin takes RGB
-
-    pairs = read_pairs(args.pairs)
-    n = pack_bin(((image(a), image(b), same) for a, b, same in pairs), args.out,
-                 quality=args.quality)
-    print(f"wrote {n} pairs ({sum(s for *_, s in pairs)} same) to {args.out}")
-    return n
-
+from gluonfr.cli.pack_bin import main
 
 if __name__ == "__main__":
-    main()
+    sys.exit(main())

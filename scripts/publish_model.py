@@ -1,63 +1,10 @@
-"""Make a model-store file from trained parameters, so ``get_model(name, pretrained=True)``
-can load them.
+"""The installed ``gluonfr-publish`` command (gluonfr.cli.publish), run from a checkout.
 
-    python scripts/publish_model.py runs/mobilefacenet-120000.params --model mobilefacenet \
-        --out-dir store/
-
-writes ``store/mobilefacenet-<sha1[:8]>.params`` (backbone only, float32) and prints the
-line to add to ``_model_sha1`` in ``gluonfr/model_zoo/model_store.py``. Upload the file to
-the store (``GLUONFR_REPO_URL``, by default the release page in ``DEFAULT_REPO_URL``); to try
-it locally first, point ``GLUONFR_REPO_URL`` at the output folder.
+Every option and an example: ``python scripts/publish_model.py --help``.
 """
-import argparse
-import json
-import os
+import sys
 
-import gluonfr  # noqa: F401  (restores numpy aliases before mxnet)
-from gluonfr.model_zoo import get_model_list, publish_model
-
-
-def parse_args(argv=None):
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("params", help="trained .params file (save_parameters of the backbone "
-                                       "or of a training network that holds it)")
-    parser.add_argument("--model", required=True, choices=get_model_list(),
-                        help="architecture name")
-    parser.add_argument("--out-dir", default=".", help="folder for the store file")
-    parser.add_argument("--embedding-size", type=int, default=None,
-                        help="embedding size the model was trained with (default: the "
-                             "architecture's)")
-    parser.add_argument("--width-mult", type=float, default=None,
-                        help="MobileFaceNet width multiplier the model was trained with")
-    parser.add_argument("--json", default=None,
-                        help="also write the registry entry to this JSON file")
-    return parser.parse_args(argv)
-
-
-def main(argv=None):
-    args = parse_args(argv)
-    kwargs = {}
-    if args.embedding_size is not None:
-        kwargs["embedding_size"] = args.embedding_size
-    if args.width_mult is not None:
-        kwargs["width_mult"] = args.width_mult
-    info = publish_model(args.params, args.model, out_dir=args.out_dir, **kwargs)
-    if info["dropped"]:
-        print(f"left out {len(info['dropped'])} parameters that are not the backbone's: "
-              f"{', '.join(info['dropped'][:5])}{' ...' if len(info['dropped']) > 5 else ''}")
-    print(f"store file: {info['path']}")
-    print(f"sha1:       {info['sha1']}")
-    print("add to _model_sha1 in gluonfr/model_zoo/model_store.py:")
-    print(f"    {info['entry']}")
-    print(f"then upload {info['file_name']} to the model store, or try it locally with "
-          f"GLUONFR_REPO_URL={args.out_dir}")
-    if args.json:
-        tmp = args.json + ".part"
-        with open(tmp, "w", encoding="utf-8") as f:
-            json.dump({k: info[k] for k in ("name", "sha1", "file_name")}, f, indent=2)
-        os.replace(tmp, args.json)
-    return info
-
+from gluonfr.cli.publish import main
 
 if __name__ == "__main__":
-    main()
+    sys.exit(main())

@@ -1,40 +1,10 @@
-"""Train a face-embedding network (MobileFaceNet / IR-ResNet + ArcFace / CosFace / ...).
+"""The installed ``gluonfr-train`` command (gluonfr.cli.train), run from a checkout.
 
-Single machine, one or more devices::
-
-    python scripts/train.py --model mobilefacenet --loss arcface --data-dir data/faces_emore \
-        --gpus 0,1,2,3 --batch-size 128 --lr 0.1 --lr-steps 100000,160000 --max-iters 180000 \
-        --val-targets lfw,cfp_fp,agedb_30 --save-dir runs/mbf-arcface
-
-Resume the latest checkpoint of a run with ``--resume`` (same flags); several machines with
-``scripts/launch_dist.py`` and ``--kvstore dist_sync``. The recipes in ``scripts/*.sh`` fix
-the hyperparameters of the published models. Every flag: ``--help``.
+Every option and an example: ``python scripts/train.py --help``.
 """
-import argparse
 import sys
 
-import gluonfr  # noqa: F401  (restores numpy aliases before mxnet)
-from gluonfr.engine import NonFiniteLossError, add_arguments, config_from_args, train
-
-
-def main(argv=None):
-    parser = argparse.ArgumentParser(
-        description=__doc__.split("\n\n")[0],
-        formatter_class=argparse.RawDescriptionHelpFormatter)
-    add_arguments(parser)
-    args = parser.parse_args(argv)
-    try:
-        cfg = config_from_args(args)
-    except ValueError as err:
-        parser.error(str(err))
-    try:
-        summary = train(cfg)
-    except NonFiniteLossError as err:
-        print(f"error: {err}", file=sys.stderr)
-        return 1
-    print(f"finished {summary['iterations']} iterations; last checkpoint {summary['checkpoint']}")
-    return 0
-
+from gluonfr.cli.train import main
 
 if __name__ == "__main__":
     sys.exit(main())

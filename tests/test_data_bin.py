@@ -188,10 +188,10 @@ def test_pack_bin_script_aligns_the_real_photos(shared_dir, tmp_path):
     spec.loader.exec_module(script)
     faces = os.path.join(shared_dir, "data", "real-faces")
     out = tmp_path / "real.bin"
-    n = script.main([os.path.join(faces, "pairs.txt"), str(out), "--image-root", faces,
-                     "--landmarks", os.path.join(faces, "landmarks.json")])
+    rc = script.main([os.path.join(faces, "pairs.txt"), str(out), "--image-root", faces,
+                      "--landmarks", os.path.join(faces, "landmarks.json")])
     images, issame = load_bin(str(out))
-    assert n == 15 and images.shape == (30, 112, 112, 3)
+    assert rc == 0 and images.shape == (30, 112, 112, 3)
     assert issame.tolist() == [True] * 3 + [False] * 12
     # pair 0 is obama_1 / obama_2: the first image is norm_crop of obama_1, in RGB
     from gluonfr.data.align import norm_crop

@@ -2,7 +2,7 @@ import json
 import os
 
 import gluonfr  # noqa: F401
-from gluonfr.cli import verify_main
+from gluonfr.cli.verify import main as verify_main
 from gluonfr.data.align import norm_crop
 from gluonfr.embedder import FaceEmbedder, read_image, threshold_from_eval
 from gluonfr.model_zoo import get_model

@@ -130,9 +130,9 @@ def test_eval_script_reports_missing_data(tmp_path, capsys):
     assert "lfw.bin not found" in err and "none of lfw found" in err
     assert script.main(["--model", "mobilefacenet", "--data-dir", str(tmp_path / "nope")]) == 2
     with pytest.raises(SystemExit):
-        script.parse_args(["--data-dir", str(tmp_path)])  # neither --model nor --symbol
+        script.main(["--data-dir", str(tmp_path)])  # neither --model nor --symbol
     with pytest.raises(SystemExit):
-        script.parse_args(["--model", "m", "--data-dir", ".", "--ctx", "tpu:0"])
+        script.main(["--model", "m", "--data-dir", ".", "--ctx", "tpu:0"])
 
 
 def test_parse_ctx():

@@ -206,7 +206,9 @@ def test_publish_script_prints_the_entry(tmp_path, monkeypatch, capsys):
                                       "--out-dir", str(tmp_path / "out"),
                                       "--embedding-size", "32", "--width-mult", "0.5",
                                       "--json", str(entry)])
-    runpy.run_path(PUBLISH_SCRIPT, run_name="__main__")
+    with pytest.raises(SystemExit) as exit_:
+        runpy.run_path(PUBLISH_SCRIPT, run_name="__main__")
+    assert exit_.value.code == 0
     out = capsys.readouterr().out
     (name,) = os.listdir(tmp_path / "out")
     sha1 = _sha1(tmp_path / "out" / name)

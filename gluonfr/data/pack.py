@@ -17,7 +17,7 @@ from .align import norm_crop
 from .recordio import RecordWriter
 
 __all__ = ["IMAGE_EXTENSIONS", "list_identity_folders", "read_landmarks", "lookup_landmarks",
-           "pack_rec", "sample_pairs", "aligned_rgb"]
+           "pack_rec", "read_pairs", "sample_pairs", "aligned_rgb"]
 
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff", ".ppm", ".pgm")
 
@@ -318,4 +318,34 @@ def sample_pairs(identities, num_pairs, seed=0, folds=10):
     for block in blocks:
         pairs += [draw("same") + (True,) for _ in block]
         pairs += [draw("diff") + (False,) for _ in block]
+    return pairs
+
+
+_TRUE, _FALSE = {"1", "true", "yes", "same"}, {"0", "false", "no", "diff", "different"}
+
+
+def read_pairs(path):
+    """Read a pairs list (``gluonfr-pack-bin``'s input) into ``[(image_a, image_b, issame)]``.
+
+    One pair per line, ``image_a image_b same`` with same = 1/0 (also true/false, yes/no,
+    same/diff); ``#`` starts a comment and blank lines are skipped.
+
+    Raises
+    ------
+    ValueError
+        Naming the file and line of a malformed line, or when the file holds no pair.
+    """
+    path = os.fspath(path)
+    pairs = []
+    with open(path) as f:
+        for lineno, line in enumerate(f, 1):
+            fields = line.split("#", 1)[0].split()
+            if not fields:
+                continue
+            if len(fields) != 3 or fields[2].lower() not in _TRUE | _FALSE:
+                raise ValueError(f"{path}:{lineno}: expected 'image_a image_b 1|0', got "
+                                 f"{line.strip()!r}")
+            pairs.append((fields[0], fields[1], fields[2].lower() in _TRUE))
+    if not pairs:
+        raise ValueError(f"{path}: no pairs found")
     return pairs

@@ -1,10 +1,18 @@
-"""Console entry points: ``gluonfr-verify a.jpg b.jpg`` says whether two faces match."""
-import argparse
+"""Say whether two face images show the same person (cosine similarity of embeddings).
+
+    gluonfr-verify a.jpg b.jpg                                  # aligned 112x112 crops
+    gluonfr-verify a.jpg b.jpg --landmarks landmarks.json       # whole photos + 5 points
+    gluonfr-verify a.jpg b.jpg --params mfn.params --eval-json eval.json
+
+Exit status: 0 same person, 1 different people, 2 bad input.
+"""
 import json
 import os
 import sys
 
-__all__ = ["verify_main"]
+from gluonfr.cli import command_parser
+
+__all__ = ["main"]
 
 
 def _landmarks_for(path, table):
@@ -18,12 +26,9 @@ def _landmarks_for(path, table):
     return None
 
 
-def verify_main(argv=None):
-    """Compare two face images; print the cosine similarity and the decision.
-
-    Exit status: 0 same person, 1 different, 2 bad input.
-    """
-    p = argparse.ArgumentParser(prog="gluonfr-verify", description=verify_main.__doc__)
+def main(argv=None):
+    """Compare two face images; print the similarity and the decision; return the status."""
+    p = command_parser("gluonfr-verify", __doc__)
     p.add_argument("image_a")
     p.add_argument("image_b")
     p.add_argument("--model", default="mobilefacenet", help="model-zoo name")
@@ -35,12 +40,11 @@ def verify_main(argv=None):
                                        "whole photos; without it images must be 112x112 crops")
     p.add_argument("--threshold", type=float, help="cosine threshold (default: from --eval-json, "
                                                    "else gluonfr.embedder.DEFAULT_THRESHOLD)")
-    p.add_argument("--eval-json", help="scripts/eval.py --json output to calibrate the threshold")
+    p.add_argument("--eval-json", help="gluonfr-eval --json output to calibrate the threshold")
     p.add_argument("--target", help="which target's threshold in --eval-json (default lfw)")
     p.add_argument("--no-flip", dest="flip", action="store_false")
     args = p.parse_args(argv)
 
-    import gluonfr  # noqa: F401  (numpy aliases before mxnet)
     from gluonfr.embedder import FaceEmbedder, read_image, threshold_from_eval
 
     try:
@@ -72,4 +76,4 @@ def verify_main(argv=None):
 
 
 if __name__ == "__main__":
-    sys.exit(verify_main())
+    sys.exit(main())

@@ -1,0 +1,70 @@
+"""Every console script of setup.py: registered once, importable, ``--help`` names the command."""
+import ast
+import contextlib
+import importlib
+import io
+import os
+import pkgutil
+
+import gluonfr.cli
+
+import pytest
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+def console_scripts():
+    """``[(command, module, function)]`` from setup.py's ``CONSOLE_SCRIPTS`` list."""
+    with open(os.path.join(REPO, "setup.py"), encoding="utf-8") as f:
+        tree = ast.parse(f.read())
+    for node in tree.body:
+        if isinstance(node, ast.Assign) and getattr(node.targets[0], "id", "") == \
+                "CONSOLE_SCRIPTS":
+            entries = ast.literal_eval(node.value)
+            break
+    else:
+        raise AssertionError("setup.py has no CONSOLE_SCRIPTS list")
+    out = []
+    for entry in entries:
+        command, target = (s.strip() for s in entry.split("="))
+        module, func = target.split(":")
+        out.append((command, module, func))
+    return out
+
+
+SCRIPTS = console_scripts()
+
+
+def test_every_cli_module_is_registered_once_under_its_name():
+    commands = [c for c, _, _ in SCRIPTS]
+    assert len(commands) == len(set(commands))
+    modules = {m for _, m, _ in SCRIPTS}
+    found = {f"gluonfr.cli.{m.name}" for m in pkgutil.iter_modules(gluonfr.cli.__path__)
+             if not m.name.startswith("_")}
+    assert found == modules
+    for command, module, func in SCRIPTS:
+        assert func == "main"
+        assert command == "gluonfr-" + module.rsplit(".", 1)[1].replace("_", "-") or \
+            command == "gluonfr-publish"
+
+
+@pytest.mark.parametrize("command,module,func", SCRIPTS, ids=[c for c, _, _ in SCRIPTS])
+def test_help(command, module, func):
+    main = getattr(importlib.import_module(module), func)
+    out = io.StringIO()
+    with contextlib.redirect_stdout(out), pytest.raises(SystemExit) as exit_:
+        main(["--help"])
+    assert exit_.value.code == 0
+    text = out.getvalue()
+    assert text.startswith(f"usage: {command} ")
+    # the command's own description, not an empty parser
+    summary = importlib.import_module(module).__doc__.strip().splitlines()[0]
+    assert summary in text
+
+
+def test_launch_dist_without_a_command_is_a_usage_error(capsys):
+    from gluonfr.cli.launch_dist import main
+
+    assert main(["-n", "2"]) == 2
+    err = capsys.readouterr().err
+    assert "usage: gluonfr-launch-dist" in err and "after --" in err
