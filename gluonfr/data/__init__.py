@@ -7,9 +7,10 @@ loader, packing tools, 5-point alignment and a procedural face generator.
 - :func:`pack_rec` packs a folder of identity sub-folders; :func:`sample_pairs` draws
   verification pairs from such folders.
 - :mod:`gluonfr.data.align` (``norm_crop``) and :mod:`gluonfr.data.synthetic`
-  (``make_dataset``) are sub-modules.
+  (``make_dataset``) are sub-modules, and so is :mod:`gluonfr.data.ijb` (the IJB-B / IJB-C
+  ``IJB_release`` layout).
 """
-from . import align, synthetic
+from . import align, ijb, synthetic
 from ._io import DataFormatError
 from .loader import TrainLoader, make_train_loader
 from .pack import pack_rec, sample_pairs
@@ -19,5 +20,5 @@ from .transforms import TrainAugmentation
 from .verification_bin import load_bin, pack_bin
 
 __all__ = ["DataFormatError", "FaceRecordDataset", "TrainAugmentation", "TrainLoader",
-           "align", "contact_sheet", "load_bin", "make_train_loader", "pack_bin", "pack_rec",
+           "align", "contact_sheet", "ijb", "load_bin", "make_train_loader", "pack_bin", "pack_rec",
            "sample_pairs", "synthetic"]

@@ -9,7 +9,10 @@
 - :func:`evaluate_targets` evaluates a network on several targets (training callback,
   ``scripts/eval.py``); :func:`format_table`, :func:`results_to_json` and :func:`plot_roc`
   report the results.
+- :mod:`gluonfr.metrics.ijb` is the IJB-B / IJB-C 1:1 and 1:N protocol (template pooling,
+  TAR at FAR, CMC and TPIR at FPIR).
 """
+from . import ijb
 from .embeddings import FLIP_MODES, combine_flip, extract_embeddings, forward_images
 from .evaluate import KNOWN_TARGETS, evaluate_targets, load_embedding_net, load_targets
 from .face_verification import FaceVerification
@@ -29,7 +32,7 @@ from .roc_plot import plot_roc
 
 __all__ = ["ACC_THRESHOLDS", "DEFAULT_FARS", "FLIP_MODES", "KNOWN_TARGETS", "VAL_THRESHOLDS",
            "FaceVerification", "combine_flip", "equal_error_rate", "evaluate_targets",
-           "extract_embeddings", "format_accuracy", "format_table", "forward_images",
+           "extract_embeddings", "format_accuracy", "ijb", "format_table", "forward_images",
            "load_embedding_net", "load_targets", "pair_distances", "plot_roc",
            "results_to_json", "roc_points", "tar_at_far", "threshold_at_far", "verification",
            "write_json"]
