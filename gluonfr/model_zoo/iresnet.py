@@ -3,7 +3,7 @@
 A 3x3 stride-1 stem keeps the 112x112 resolution ("L"); four stages of IR units at 64, 128,
 256 and 512 channels each start with stride 2 (112 -> 56 -> 28 -> 14 -> 7); the "E" head
 is BatchNorm, Dropout, a dense layer from the whole 512x7x7 map to the embedding and a
-BatchNorm with gamma fixed at 1. Every BatchNorm has eps 2e-5 and momentum 0.9.
+BatchNorm with gamma fixed at 1. Every BatchNorm has eps 2e-5 (``bn_eps``) and momentum 0.9.
 """
 from mxnet.gluon import nn
 from mxnet.gluon.block import HybridBlock
@@ -28,9 +28,9 @@ class IRUnit(HybridBlock):
     Nothing follows the addition.
     """
 
-    def __init__(self, in_channels, channels, stride, use_se=False, **kwargs):
+    def __init__(self, in_channels, channels, stride, use_se=False, bn_eps=_EPS, **kwargs):
         super().__init__(**kwargs)
-        bn = {"epsilon": _EPS, "momentum": _MOMENTUM}
+        bn = {"epsilon": bn_eps, "momentum": _MOMENTUM}
         with self.name_scope():
             self.bn1 = nn.BatchNorm(in_channels=in_channels, **bn)
             self.conv1 = ConvBN(in_channels, channels, 3, 1, **bn)
@@ -61,6 +61,15 @@ class IResNet(HybridBlock):
         Dropout before the embedding layer (insightface 0.4; identity at inference).
     input_size : int or (int, int)
         Input height and width (multiples of 16); sets the embedding layer's input size.
+    channels : sequence of 4 int
+        Channels of the four stages (the stem has the first); insightface ``(64, 128, 256,
+        512)``.
+    bn_eps : float
+        BatchNorm epsilon everywhere (insightface's fresnet 2e-5, arcface_torch 1e-5):
+        imported weights keep the epsilon they were trained with.
+    input_mean, input_scale : float
+        In-graph input normalisation ``(x - input_mean) * input_scale``; insightface's
+        ``127.5`` and ``1/128`` (arcface_torch trained with ``1/127.5``).
 
     Attributes
     ----------
@@ -68,29 +77,33 @@ class IResNet(HybridBlock):
     """
 
     def __init__(self, units, embedding_size=512, use_se=False, dropout=0.4, input_size=112,
-                 **kwargs):
+                 channels=_STAGE_CHANNELS, bn_eps=_EPS, input_mean=127.5,
+                 input_scale=1.0 / 128, **kwargs):
         super().__init__(**kwargs)
         if len(units) != 4 or min(units) < 1:
             raise ValueError(f"units must be 4 positive unit counts, got {units!r}")
+        if len(channels) != 4 or min(channels) < 1:
+            raise ValueError(f"channels must be 4 positive widths, got {channels!r}")
         map_h, map_w = final_map_size(input_size, 16)
         self.embedding_size = int(embedding_size)
+        bn = {"epsilon": bn_eps, "momentum": _MOMENTUM}
         with self.name_scope():
-            self.normalize = InputNormalize()
-            self.stem = ConvBN(3, 64, 3, 1, epsilon=_EPS, momentum=_MOMENTUM)
+            self.normalize = InputNormalize(input_mean, input_scale)
+            self.stem = ConvBN(3, channels[0], 3, 1, **bn)
             self.features = nn.HybridSequential()
-            in_channels = 64
-            for count, channels in zip(units, _STAGE_CHANNELS):
+            in_channels = channels[0]
+            for count, width in zip(units, channels):
                 stage = nn.HybridSequential()
-                stage.add(IRUnit(in_channels, channels, 2, use_se))
-                stage.add(*[IRUnit(channels, channels, 1, use_se) for _ in range(count - 1)])
+                stage.add(IRUnit(in_channels, width, 2, use_se, bn_eps))
+                stage.add(*[IRUnit(width, width, 1, use_se, bn_eps) for _ in range(count - 1)])
                 self.features.add(stage)
-                in_channels = channels
-            self.bn = nn.BatchNorm(epsilon=_EPS, momentum=_MOMENTUM, in_channels=in_channels)
+                in_channels = width
+            self.bn = nn.BatchNorm(in_channels=in_channels, **bn)
             self.dropout = nn.Dropout(dropout) if dropout > 0 else None
             self.embedding = nn.Dense(self.embedding_size,
                                       in_units=in_channels * map_h * map_w)
-            self.embedding_bn = nn.BatchNorm(scale=False, epsilon=_EPS, momentum=_MOMENTUM,
-                                             in_channels=self.embedding_size)
+            self.embedding_bn = nn.BatchNorm(scale=False, in_channels=self.embedding_size,
+                                             **bn)
 
     def hybrid_forward(self, F, x):
         x = self.bn(self.features(self.stem(self.normalize(x))))
@@ -99,8 +112,11 @@ class IResNet(HybridBlock):
         return self.embedding_bn(self.embedding(x))
 
 
-def _iresnet(depth, use_se=False, embedding_size=512, **kwargs):
-    return IResNet(_UNITS[depth], embedding_size=embedding_size, use_se=use_se, **kwargs)
+def _iresnet(depth, use_se=False, embedding_size=512, units=None, **kwargs):
+    # ``units`` overrides the depth's counts: imported checkpoints of any depth keep the
+    # nearest registered name
+    return IResNet(units or _UNITS[depth], embedding_size=embedding_size, use_se=use_se,
+                   **kwargs)
 
 
 @register_model

@@ -33,15 +33,16 @@ class Bottleneck(HybridBlock):
     The shortcut is the identity, present when the stride is 1 and channels are unchanged.
     """
 
-    def __init__(self, in_channels, channels, expansion_channels, stride, **kwargs):
+    def __init__(self, in_channels, channels, expansion_channels, stride, bn_eps=_BODY_EPS,
+                 **kwargs):
         super().__init__(**kwargs)
         self.residual = stride == 1 and in_channels == channels
         with self.name_scope():
-            self.expand = ConvBN(in_channels, expansion_channels, 1, epsilon=_BODY_EPS)
+            self.expand = ConvBN(in_channels, expansion_channels, 1, epsilon=bn_eps)
             self.depthwise = ConvBN(expansion_channels, expansion_channels, 3, stride,
-                                    groups=expansion_channels, epsilon=_BODY_EPS)
+                                    groups=expansion_channels, epsilon=bn_eps)
             self.project = ConvBN(expansion_channels, channels, 1, act=False,
-                                  epsilon=_BODY_EPS)
+                                  epsilon=bn_eps)
 
     def hybrid_forward(self, F, x):
         out = self.project(self.depthwise(self.expand(x)))
@@ -64,6 +65,12 @@ class MobileFaceNet(HybridBlock):
         else that many residual bottlenecks at 64 channels.
     input_size : int or (int, int)
         Input height and width; the GDC kernel covers the whole final map (size / 16).
+    bn_eps, embedding_eps : float
+        BatchNorm epsilon of the body and GDC (insightface built them with MXNet's default
+        1e-3) and of the embedding BatchNorm (2e-5): imported weights keep theirs.
+    input_mean, input_scale : float
+        In-graph input normalisation ``(x - input_mean) * input_scale`` (insightface:
+        ``127.5``, ``1/128``).
 
     Attributes
     ----------
@@ -71,7 +78,8 @@ class MobileFaceNet(HybridBlock):
     """
 
     def __init__(self, embedding_size=128, width_mult=1.0, blocks=(1, 4, 6, 2),
-                 input_size=112, **kwargs):
+                 input_size=112, bn_eps=_BODY_EPS, embedding_eps=_EMBEDDING_EPS,
+                 input_mean=127.5, input_scale=1.0 / 128, **kwargs):
         super().__init__(**kwargs)
         if len(blocks) != 4 or min(blocks) < 1:
             raise ValueError(f"blocks must be 4 positive unit counts, got {blocks!r}")
@@ -80,28 +88,30 @@ class MobileFaceNet(HybridBlock):
         c64, c128 = _scaled(64, width_mult), _scaled(128, width_mult)
         head = 512
 
+        eps = bn_eps
+
         def residuals(channels, expansion, count):
-            return [Bottleneck(channels, channels, expansion, 1) for _ in range(count)]
+            return [Bottleneck(channels, channels, expansion, 1, eps) for _ in range(count)]
 
         with self.name_scope():
-            self.normalize = InputNormalize()
+            self.normalize = InputNormalize(input_mean, input_scale)
             self.features = nn.HybridSequential()
-            self.features.add(ConvBN(3, c64, 3, 2, epsilon=_BODY_EPS))            # conv_1
+            self.features.add(ConvBN(3, c64, 3, 2, epsilon=eps))                 # conv_1
             if blocks[0] == 1:                                                   # conv_2_dw
-                self.features.add(ConvBN(c64, c64, 3, 1, groups=c64, epsilon=_BODY_EPS))
+                self.features.add(ConvBN(c64, c64, 3, 1, groups=c64, epsilon=eps))
             else:
                 self.features.add(*residuals(c64, c64, blocks[0]))
-            self.features.add(Bottleneck(c64, c64, 2 * c64, 2))                  # dconv_23
+            self.features.add(Bottleneck(c64, c64, 2 * c64, 2, eps))             # dconv_23
             self.features.add(*residuals(c64, 2 * c64, blocks[1]))               # res_3
-            self.features.add(Bottleneck(c64, c128, 4 * c64, 2))                 # dconv_34
+            self.features.add(Bottleneck(c64, c128, 4 * c64, 2, eps))            # dconv_34
             self.features.add(*residuals(c128, 2 * c128, blocks[2]))             # res_4
-            self.features.add(Bottleneck(c128, c128, 4 * c128, 2))               # dconv_45
+            self.features.add(Bottleneck(c128, c128, 4 * c128, 2, eps))          # dconv_45
             self.features.add(*residuals(c128, 2 * c128, blocks[3]))             # res_5
-            self.features.add(ConvBN(c128, head, 1, epsilon=_BODY_EPS))          # conv_6sep
+            self.features.add(ConvBN(c128, head, 1, epsilon=eps))                # conv_6sep
             self.gdc = ConvBN(head, head, gdc_kernel, 1, padding=0,
-                              groups=head, act=False, epsilon=_BODY_EPS)
+                              groups=head, act=False, epsilon=eps)
             self.embedding = nn.Dense(self.embedding_size, in_units=head)
-            self.embedding_bn = nn.BatchNorm(scale=False, epsilon=_EMBEDDING_EPS,
+            self.embedding_bn = nn.BatchNorm(scale=False, epsilon=embedding_eps,
                                              momentum=0.9, in_channels=self.embedding_size)
 
     def hybrid_forward(self, F, x):
