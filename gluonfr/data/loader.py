@@ -18,8 +18,14 @@ batch of indices; the worker reads records with ``os.pread``, decodes with ``cv2
 flips, and returns one uint8 NHWC numpy batch; the main process converts it to float32 NCHW
 in one numpy pass and wraps it as an NDArray without a copy.
 """
+import ctypes
+import logging
 import multiprocessing as mp
+import os
 import queue
+import signal
+import sys
+import threading
 import traceback
 
 import cv2
@@ -40,12 +46,32 @@ def epoch_permutation(num_samples, seed, epoch, shuffle=True):
     return np.random.Generator(np.random.PCG64(ss)).permutation(num_samples).astype(np.int64)
 
 
-def load_batch(dataset, indices, augmentation, seed, epoch, image_size, out=None):
+#: How many following records a corrupt one may be replaced by before the batch fails.
+_MAX_SUBSTITUTES = 64
+
+
+def _record_key(dataset, i):
+    keys = getattr(dataset, "keys", None)
+    return int(keys[i]) if keys is not None else int(i)
+
+
+def load_batch(dataset, indices, augmentation, seed, epoch, image_size, out=None,
+               strict=False, skipped=None):
     """Read, decode and augment the samples ``indices`` into one uint8 NHWC RGB batch.
 
     Returns ``(images (N, H, W, 3) uint8, labels (N,) int64)``; ``images`` is ``out[:N]``
     when a buffer is given. Pure: the result depends on the arguments only, never on global
     RNG state or on the calling process.
+
+    Parameters
+    ----------
+    strict : bool
+        Reject images the decoder only warns about (see :func:`gluonfr.data._io.decode_bgr`).
+    skipped : list, optional
+        When given, a sample whose record is corrupt (:class:`DataFormatError`) is replaced by
+        the next readable record in dataset order, and ``(record key, message)`` of each
+        corrupt record is appended to this list. The replacement keeps the sample's
+        augmentation draws, so the batch stays a pure function of the arguments.
     """
     h, w = image_size
     n = len(indices)
@@ -53,37 +79,57 @@ def load_batch(dataset, indices, augmentation, seed, epoch, image_size, out=None
     labels = np.empty(n, dtype=np.int64)
     u = sample_uniforms(seed, epoch, indices, augmentation.num_uniforms)
     flips = augmentation.flips(u)
-    # raw records are decoded here unless the dataset has its own (NDArray) transform
-    fast = isinstance(dataset, FaceRecordDataset) and dataset.transform is None
     for j, i in enumerate(indices):
-        if fast:
-            buf, labels[j] = dataset.read(i)
-            bgr = decode_bgr(buf, f"{dataset.records.rec_path} record key "
-                                  f"{int(dataset.keys[i])}")
-            if bgr.shape[:2] != (h, w):
-                bgr = cv2.resize(bgr, (w, h), interpolation=cv2.INTER_LINEAR)
-            if augmentation.pixel_ops:
-                images[j] = augmentation(cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB), u[j])
-            else:
-                # cv2 flips and swaps channels straight into the batch (numpy's reversed
-                # strides would be ~5x slower)
-                cv2.cvtColor(cv2.flip(bgr, 1) if flips[j] else bgr, cv2.COLOR_BGR2RGB,
-                             dst=images[j])
+        if skipped is None:
+            labels[j] = _load_sample(dataset, int(i), images[j], u[j], flips[j], augmentation,
+                                     image_size, strict)
             continue
-        img, label = dataset[int(i)]
-        img = img.asnumpy() if hasattr(img, "asnumpy") else np.asarray(img)
-        labels[j] = int(label)
-        if img.dtype != np.uint8 or img.ndim != 3 or img.shape[2] != 3:
-            raise ValueError(f"dataset item {int(i)}: expected an HWC uint8 RGB image, got "
-                             f"dtype {img.dtype} and shape {img.shape}")
-        if img.shape[:2] != (h, w):
-            img = cv2.resize(np.ascontiguousarray(img), (w, h), interpolation=cv2.INTER_LINEAR)
-        images[j] = augmentation(img, u[j]) if augmentation.pixel_ops else (
-            img[:, ::-1] if flips[j] else img)
+        size = len(dataset)
+        for step in range(min(_MAX_SUBSTITUTES, size)):
+            src = (int(i) + step) % size
+            try:
+                labels[j] = _load_sample(dataset, src, images[j], u[j], flips[j],
+                                         augmentation, image_size, strict)
+                break
+            except DataFormatError as err:
+                skipped.append((_record_key(dataset, src), str(err)))
+        else:
+            raise DataFormatError(f"sample {int(i)} and the {min(_MAX_SUBSTITUTES, size) - 1} "
+                                  f"records after it are all corrupt; last error: "
+                                  f"{skipped[-1][1]}")
     return images, labels
 
 
-def _worker_loop(dataset, augmentation, seed, image_size, slots, tasks, results):
+def _load_sample(dataset, i, dst, u, flip, augmentation, image_size, strict):
+    """Decode sample ``i`` of ``dataset`` into ``dst`` (H, W, 3) RGB; returns its label."""
+    h, w = image_size
+    # raw records are decoded here unless the dataset has its own (NDArray) transform
+    if isinstance(dataset, FaceRecordDataset) and dataset.transform is None:
+        buf, label = dataset.read(i)
+        bgr = decode_bgr(buf, f"{dataset.records.rec_path} record key {int(dataset.keys[i])}",
+                         strict=strict)
+        if bgr.shape[:2] != (h, w):
+            bgr = cv2.resize(bgr, (w, h), interpolation=cv2.INTER_LINEAR)
+        if augmentation.pixel_ops:
+            dst[...] = augmentation(cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB), u)
+        else:
+            # cv2 flips and swaps channels straight into the batch (numpy's reversed
+            # strides would be ~5x slower)
+            cv2.cvtColor(cv2.flip(bgr, 1) if flip else bgr, cv2.COLOR_BGR2RGB, dst=dst)
+        return label
+    img, label = dataset[i]
+    img = img.asnumpy() if hasattr(img, "asnumpy") else np.asarray(img)
+    if img.dtype != np.uint8 or img.ndim != 3 or img.shape[2] != 3:
+        raise ValueError(f"dataset item {i}: expected an HWC uint8 RGB image, got "
+                         f"dtype {img.dtype} and shape {img.shape}")
+    if img.shape[:2] != (h, w):
+        img = cv2.resize(np.ascontiguousarray(img), (w, h), interpolation=cv2.INTER_LINEAR)
+    dst[...] = augmentation(img, u) if augmentation.pixel_ops else (img[:, ::-1] if flip else img)
+    return int(label)
+
+
+def _worker_loop(dataset, augmentation, seed, image_size, slots, tasks, results, strict,
+                 skip):
     # no cv2.setNumThreads here: after a fork, OpenCV's thread pool is a copy whose threads
     # do not exist, and reconfiguring it can hang for ever; _start_workers forks with the
     # pool already shrunk to one thread instead
@@ -92,20 +138,51 @@ def _worker_loop(dataset, augmentation, seed, image_size, slots, tasks, results)
         if task is None:
             return
         tag, epoch, indices, slot = task
+        skipped = [] if skip else None
         try:
             # images go straight into shared memory; only labels travel through the queue
             _, labels = load_batch(dataset, indices, augmentation, seed, epoch, image_size,
-                                   out=slots[slot])
-            results.put((tag, labels, None))
+                                   out=slots[slot], strict=strict, skipped=skipped)
+            results.put((tag, labels, skipped, None))
         except Exception as e:  # noqa: BLE001  (reported to the main process)
-            results.put((tag, None, (isinstance(e, DataFormatError), str(e),
-                                     traceback.format_exc())))
+            results.put((tag, None, skipped, (isinstance(e, DataFormatError), str(e),
+                                              traceback.format_exc())))
+
+
+_PR_SET_PDEATHSIG = 1
+
+
+def _die_with_parent(parent_pid, kernel_signal):
+    """End this worker when the training process dies, even by ``kill -9``.
+
+    A worker blocked on its task queue would otherwise live for ever with its shared batch
+    buffers (``daemon=True`` only helps when the parent exits normally). On Linux the kernel
+    sends SIGKILL when the parent thread that forked us ends (asked for only when that thread
+    is the main one: a worker thread may end while the process lives on); everywhere a
+    watchdog thread also polls the parent's pid, which changes when the parent is gone.
+    """
+    if kernel_signal and sys.platform.startswith("linux"):
+        try:
+            ctypes.CDLL(None, use_errno=True).prctl(_PR_SET_PDEATHSIG, int(signal.SIGKILL))
+        except (OSError, AttributeError):
+            pass
+    if os.getppid() != parent_pid:  # the parent died before prctl took effect
+        os._exit(1)
+
+    def watch():
+        while os.getppid() == parent_pid:
+            threading.Event().wait(0.5)
+        os._exit(1)
+
+    threading.Thread(target=watch, name="gluonfr-parent-watchdog", daemon=True).start()
 
 
 def _worker_entry(dataset, augmentation, seed, image_size, raw, prefetch, batch_size, tasks,
-                  results):
+                  results, strict=False, skip=False, parent_pid=None, kernel_signal=False):
+    if parent_pid is not None:
+        _die_with_parent(parent_pid, kernel_signal)
     slots = _slot_view(raw, prefetch, batch_size, image_size)
-    _worker_loop(dataset, augmentation, seed, image_size, slots, tasks, results)
+    _worker_loop(dataset, augmentation, seed, image_size, slots, tasks, results, strict, skip)
 
 
 def _slot_view(raw, prefetch, batch_size, image_size):
@@ -123,11 +200,16 @@ class TrainLoader:
     has run to the end, advances to the next (breaking out early keeps the position);
     ``iter_epoch(epoch, start_batch)`` runs a given one. See the module docstring for the
     determinism contract.
+
+    With ``skip_corrupt=N`` a corrupt record is replaced by the next readable one and logged
+    (key and reason) once; :attr:`skipped` maps the keys skipped so far to the reason, and
+    the run stops with :class:`DataFormatError` when more than N distinct records were bad.
+    ``strict=True`` also rejects images the JPEG decoder only warns about.
     """
 
     def __init__(self, dataset, batch_size, num_workers=0, seed=0, augmentation=None,
                  last_batch="discard", shuffle=True, label_dtype="float32", prefetch=2,
-                 image_size=None, mp_context=None):
+                 image_size=None, mp_context=None, strict=False, skip_corrupt=0, logger=None):
         if int(batch_size) <= 0:
             raise ValueError(f"batch_size must be positive, got {batch_size}")
         if last_batch not in ("discard", "keep"):
@@ -137,6 +219,12 @@ class TrainLoader:
             raise ValueError(f"num_workers must be >= 0, got {num_workers}")
         if int(seed) < 0:
             raise ValueError(f"seed must be a non-negative integer, got {seed}")
+        if int(skip_corrupt) < 0:
+            raise ValueError(f"skip_corrupt must be >= 0, got {skip_corrupt}")
+        self.strict = bool(strict)
+        self.skip_corrupt = int(skip_corrupt)
+        self.skipped = {}
+        self.logger = logger or logging.getLogger(__name__)
         self.dataset = dataset
         self.batch_size = int(batch_size)
         self.num_workers = int(num_workers)
@@ -209,8 +297,13 @@ class TrainLoader:
     def _produce(self, epoch, chunks):
         if self.num_workers == 0:
             for idx in chunks:
-                yield load_batch(self.dataset, idx, self.augmentation, self.seed, epoch,
-                                 self.image_size)
+                skipped = [] if self.skip_corrupt else None
+                try:
+                    batch = load_batch(self.dataset, idx, self.augmentation, self.seed, epoch,
+                                       self.image_size, strict=self.strict, skipped=skipped)
+                finally:
+                    self._note_skipped(skipped)
+                yield batch
             return
         self._start_workers()
         self._generation += 1
@@ -236,7 +329,7 @@ class TrainLoader:
     def _receive(self, w, tag):
         while True:
             try:
-                got, labels, err = self._results[w].get(timeout=2.0)
+                got, labels, skipped, err = self._results[w].get(timeout=2.0)
             except queue.Empty:
                 proc = self._workers[w]
                 if not proc.is_alive():
@@ -246,12 +339,26 @@ class TrainLoader:
                 continue
             if got != tag:
                 continue  # left over from an epoch the caller stopped early
+            self._note_skipped(skipped)
             if err is not None:
                 is_format, msg, tb = err
                 if is_format:
                     raise DataFormatError(msg)
                 raise RuntimeError(f"training loader worker {w} failed:\n{tb}")
             return labels
+
+    def _note_skipped(self, skipped):
+        """Log newly skipped records; raise once more than ``skip_corrupt`` were bad."""
+        for key, msg in skipped or ():
+            if key not in self.skipped:
+                self.skipped[key] = msg
+                self.logger.warning(f"skipped corrupt record ({len(self.skipped)} of at most "
+                                    f"{self.skip_corrupt}): {msg}")
+        if self.skip_corrupt and len(self.skipped) > self.skip_corrupt:
+            keys = ", ".join(str(k) for k in sorted(self.skipped)[:20])
+            raise DataFormatError(f"more than --skip-corrupt {self.skip_corrupt} corrupt "
+                                  f"records: keys {keys}; the first: "
+                                  f"{self.skipped[min(self.skipped)]}")
 
     def _start_workers(self):
         if self._workers and all(p.is_alive() for p in self._workers):
@@ -274,12 +381,15 @@ class TrainLoader:
             cv2.setNumThreads(cv2_threads)
 
     def _fork_workers(self, ctx, nbytes):
+        main_thread = threading.current_thread() is threading.main_thread()
         for _ in range(self.num_workers):
             raw = ctx.RawArray("B", nbytes)
             tasks, results = ctx.Queue(), ctx.Queue()
             p = ctx.Process(target=_worker_entry,
                             args=(self.dataset, self.augmentation, self.seed, self.image_size,
-                                  raw, self.prefetch, self.batch_size, tasks, results),
+                                  raw, self.prefetch, self.batch_size, tasks, results,
+                                  self.strict, self.skip_corrupt > 0, os.getpid(),
+                                  main_thread),
                             daemon=True)
             p.start()
             self._workers.append(p)
@@ -321,7 +431,7 @@ class TrainLoader:
 def make_train_loader(dataset_or_root, batch_size, num_workers=0, seed=0, flip=True,
                       last_batch="discard", shuffle=True, brightness=0.0, contrast=0.0,
                       saturation=0.0, crop_scale=None, label_dtype="float32", prefetch=2,
-                      mp_context=None):
+                      mp_context=None, strict=False, skip_corrupt=0, logger=None):
     """The training loader the engine uses.
 
     Parameters
@@ -351,6 +461,13 @@ def make_train_loader(dataset_or_root, batch_size, num_workers=0, seed=0, flip=T
         Batches in flight per worker.
     mp_context : str or multiprocessing context, optional
         Start method for workers ('fork' where available).
+    strict : bool
+        Treat the JPEG decoder's corrupt-data warnings as errors (wrong pixels otherwise).
+    skip_corrupt : int
+        Replace up to this many distinct corrupt records by the next readable one, logging
+        each key (0: the first corrupt record stops the run).
+    logger : logging.Logger, optional
+        Where skipped records are reported (default ``gluonfr.data.loader``).
 
     Returns
     -------
@@ -364,4 +481,5 @@ def make_train_loader(dataset_or_root, batch_size, num_workers=0, seed=0, flip=T
                             saturation=saturation, crop_scale=crop_scale)
     return TrainLoader(dataset, batch_size, num_workers=num_workers, seed=seed, augmentation=aug,
                        last_batch=last_batch, shuffle=shuffle, label_dtype=label_dtype,
-                       prefetch=prefetch, mp_context=mp_context)
+                       prefetch=prefetch, mp_context=mp_context, strict=strict,
+                       skip_corrupt=skip_corrupt, logger=logger)

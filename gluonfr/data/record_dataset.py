@@ -23,6 +23,16 @@ from .recordio import RecordFile, read_property, unpack_payload
 __all__ = ["FaceRecordDataset"]
 
 
+def _key_pair(label, where):
+    """The ``[begin, end)`` key range a header or identity record stores as float labels."""
+    pair = np.asarray(label[:2], dtype=np.float64)
+    if not (np.isfinite(pair).all() and (pair == np.floor(pair)).all()
+            and (np.abs(pair) < 2 ** 53).all()):
+        raise DataFormatError(f"{where}: key range {pair.tolist()} is not a pair of integer "
+                              "record keys")
+    return int(pair[0]), int(pair[1])
+
+
 class FaceRecordDataset:
     """Face images and identity labels from an insightface RecordIO folder.
 
@@ -87,7 +97,7 @@ class FaceRecordDataset:
         flag, label, img = unpack_payload(self.records.read(0), self._where(0))
         if flag < 2 or len(img):
             return None  # key 0 is an ordinary image (shuffled rec)
-        return int(label[0]), int(label[1])
+        return _key_pair(label, self._where(0))
 
     def _init_indexed(self, id_begin, id_end):
         rec = self.records
@@ -109,7 +119,7 @@ class FaceRecordDataset:
             if flag < 2:
                 raise DataFormatError(f"{self._where(key)}: identity record has no "
                                       "[begin, end) label")
-            ranges[j] = int(label[0]), int(label[1])
+            ranges[j] = _key_pair(label, self._where(key))
         bad = (ranges[:, 0] < 1) | (ranges[:, 1] < ranges[:, 0]) | (ranges[:, 1] > id_begin)
         if bad.any():
             j = int(np.flatnonzero(bad)[0])
@@ -140,6 +150,8 @@ class FaceRecordDataset:
         flag, label, img = unpack_payload(self.records.read_position(self._pos[i]), where)
         if flag > 0:
             label = label[0]  # face2rec2 packs [class_id, aligned_flag]
+        if not (np.isfinite(label) and float(label).is_integer()):
+            raise DataFormatError(f"{where}: label {label!r} is not an integer class id")
         label = int(label)
         if not 0 <= label < self._stored_classes:
             raise DataFormatError(f"{where}: label {label} is outside [0, num_classes="
@@ -154,11 +166,14 @@ class FaceRecordDataset:
             raise DataFormatError(f"{where}: the record has no image bytes")
         return img, label
 
-    def decode(self, i, bgr=False):
-        """Image ``i`` as a HWC uint8 numpy array (RGB, or cv2's BGR when ``bgr``) and its label."""
+    def decode(self, i, bgr=False, strict=False):
+        """Image ``i`` as a HWC uint8 numpy array (RGB, or cv2's BGR when ``bgr``) and its label.
+
+        ``strict`` also rejects images the JPEG decoder only warns about (partly wrong pixels).
+        """
         img, label = self.read(i)
         where = self._where(self._keys[self._check_index(i)])
-        return (decode_bgr(img, where) if bgr else decode_rgb(img, where)), label
+        return (decode_bgr(img, where, strict) if bgr else decode_rgb(img, where, strict)), label
 
     def __getitem__(self, i):
         import mxnet as mx
@@ -282,10 +297,16 @@ class FaceRecordDataset:
         view._label_map = {s: int(lookup[t]) for s, t in old.items() if lookup[t] >= 0}
         return view
 
-    def verify(self):
-        """Read and decode every image once (progress bar); raise on the first bad record."""
-        for i in tqdm(range(len(self)), desc="verifying", unit="img"):
-            self.decode(i, bgr=True)
+    def verify(self, strict=False):
+        """Read and decode every image once (progress bar); raise on the first bad record.
+
+        With ``strict`` the JPEG decoder's corrupt-data warnings count as errors too: a
+        damaged file often decodes to partly wrong pixels with only that warning.
+        Returns the number of images.
+        """
+        for i in tqdm(range(len(self)), desc="verifying", unit="img",
+                      disable=len(self) < 2000):
+            self.decode(i, bgr=True, strict=strict)
         return len(self)
 
     def __repr__(self):

@@ -27,6 +27,10 @@ RECORD_MAGIC = 0xCED7230A
 _MAGIC_BYTES = struct.pack("<I", RECORD_MAGIC)
 _LEN_MASK = (1 << 29) - 1
 _IRHEADER = struct.Struct("<IfQQ")
+#: Bytes read by the first ``pread`` of a record. Face crops take 5-30 KB, so one read almost
+#: always gets the whole record; without a cap, the last record of a truncated ``.idx`` (whose
+#: extent runs to the end of the ``.rec``) would be read in one call of gigabytes.
+READ_CHUNK = 64 * 1024
 
 
 def _pad4(n):
@@ -93,6 +97,9 @@ class RecordFile:
         ends = np.append(sorted_off[1:], self.file_size)
         self._extent = np.empty_like(self.offsets)
         self._extent[order] = ends - sorted_off
+        # position of the record that follows each one in the file (-1: the last one)
+        self._next_pos = np.empty_like(self.offsets)
+        self._next_pos[order] = np.append(order[1:], -1)
         n = len(self.keys)
         if np.array_equal(self.keys, np.arange(self.keys[0], self.keys[0] + n)):
             self._dense_base = int(self.keys[0])
@@ -187,17 +194,31 @@ class RecordFile:
         """Payload bytes of the ``pos``-th record listed in the index."""
         offset = int(self.offsets[pos])
         key = int(self.keys[pos])
-        buf = self._pread(self._extent[pos], offset)
+        extent = int(self._extent[pos])
+        buf = self._pread(min(extent, READ_CHUNK), offset)
         cflag, length = self._check_header(buf, offset, key)
         if cflag == 0:
             end = 8 + length
+            if end > extent:
+                self._overlap(pos, offset, key, length)
             if len(buf) < end:
                 buf += self._read_exact(end - len(buf), offset + len(buf), key)
             return buf[8:end]
         if cflag != 1:
             raise DataFormatError(f"{self.rec_path}: record key {key} at byte {offset} starts "
-                                  f"with continuation flag {cflag}: .idx and .rec do not match")
-        return self._read_split(offset, key)
+                                  f"with continuation flag {cflag}: {self.idx_path} does not "
+                                  "match the .rec")
+        return self._read_split(pos, offset, key)
+
+    def _overlap(self, pos, offset, key, length):
+        nxt = int(self._next_pos[pos])
+        if nxt < 0:  # unreachable: _check_header bounds the last record by the file size
+            raise DataFormatError(f"{self.rec_path}: record key {key} at byte {offset} is "
+                                  "truncated")
+        raise DataFormatError(
+            f"{self.rec_path}: record key {key} at byte {offset} declares {length} bytes, past "
+            f"byte {int(self.offsets[nxt])} where {self.idx_path} says key {int(self.keys[nxt])} "
+            "starts: the .idx belongs to another .rec (or the .rec is corrupt)")
 
     def _read_exact(self, size, offset, key):
         data = self._pread(size, offset)
@@ -222,12 +243,15 @@ class RecordFile:
                                   f"{self.file_size}")
         return cflag, length
 
-    def _read_split(self, offset, key):
+    def _read_split(self, index_pos, offset, key):
         parts = []
         pos = offset
+        limit = offset + int(self._extent[index_pos])
         while True:
             head = self._read_exact(8, pos, key)
             cflag, length = self._check_header(head, pos, key)
+            if pos + 8 + length > limit:
+                self._overlap(index_pos, offset, key, pos + 8 + length - offset)
             parts.append(self._read_exact(length, pos + 8, key) if length else b"")
             pos += 8 + _pad4(length)
             if cflag == 3:
@@ -286,11 +310,16 @@ def read_property(path):
     Later lines (``rec2shufrec`` writes an image count, ``shuffled`` and a date) are ignored.
     """
     try:
-        with open(path) as f:
-            first = f.readline()
+        with open(path, "rb") as f:
+            raw = f.readline(4096)
     except OSError as e:
         raise DataFormatError(f"{path}: cannot read the dataset property file ({e}); expected "
                               "a first line 'num_classes,height,width'") from e
+    try:
+        first = raw.decode("ascii")
+    except UnicodeDecodeError:
+        raise DataFormatError(f"{path}: the first line {raw[:80]!r} is not ASCII text; expected "
+                              "'num_classes,height,width', e.g. '85742,112,112'") from None
     fields = [x.strip() for x in first.strip().split(",")]
     try:
         values = [int(x) for x in fields]

@@ -103,7 +103,7 @@ def _element_bytes(item, path, i):
                           "str or a uint8 numpy array of encoded image data")
 
 
-def load_bin(path, image_size=(112, 112)):
+def load_bin(path, image_size=(112, 112), strict=False):
     """Load an insightface verification ``.bin``.
 
     Parameters
@@ -113,6 +113,9 @@ def load_bin(path, image_size=(112, 112)):
     image_size : (int, int)
         (height, width) of the returned images; images of another size are resized (bilinear)
         and images already this size are left untouched.
+    strict : bool
+        Treat the JPEG decoder's corrupt-data warnings as errors (such images decode to
+        partly wrong pixels).
 
     Returns
     -------
@@ -158,7 +161,8 @@ def load_bin(path, image_size=(112, 112)):
     out = np.empty((len(bins), h, w, 3), dtype=np.uint8)
     for i, item in enumerate(tqdm(bins, desc=f"loading {os.path.basename(path)}", unit="img",
                                   disable=len(bins) < 2000, leave=False)):
-        img = decode_rgb(_element_bytes(item, path, i), f"{path} image {i} (pair {i // 2})")
+        img = decode_rgb(_element_bytes(item, path, i), f"{path} image {i} (pair {i // 2})",
+                         strict)
         if img.shape[:2] != (h, w):
             img = cv2.resize(img, (w, h), interpolation=cv2.INTER_LINEAR)
         out[i] = img
