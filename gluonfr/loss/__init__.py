@@ -7,14 +7,26 @@ scaled, margin-adjusted logits for training accuracy. :func:`get_loss_list` name
 """
 from mxnet.gluon.loss import SoftmaxCrossEntropyLoss
 
-from .base import SoftmaxHeadLoss
+from .adaptive import AdaCosLoss, AdaFaceLoss, MagFaceLoss
+from .base import SoftmaxHeadLoss, StatefulHeadLoss
+from .circle import CircleLoss
+from .hard_negative import CurricularFaceLoss, MVSoftmaxLoss
 from .l2softmax import L2SoftmaxLoss
 from .labels import check_labels
-from .margin import ArcFaceLoss, CombinedMarginLoss, CosFaceLoss, NormFaceLoss
+from .margin import (
+    ArcFaceLoss,
+    CombinedMarginLoss,
+    CosFaceLoss,
+    NormFaceLoss,
+    SubCenterArcFaceLoss,
+)
 from .registry import get_loss, get_loss_class, get_loss_list, loss_kind, register_loss
+from .sphereface import SphereFaceLoss
 
 register_loss(SoftmaxCrossEntropyLoss, name="softmax", kind="logits")
 
 __all__ = ["ArcFaceLoss", "CosFaceLoss", "CombinedMarginLoss", "NormFaceLoss", "L2SoftmaxLoss",
-           "SoftmaxCrossEntropyLoss", "SoftmaxHeadLoss", "check_labels", "get_loss",
+           "SoftmaxCrossEntropyLoss", "SoftmaxHeadLoss", "StatefulHeadLoss", "SphereFaceLoss",
+           "SubCenterArcFaceLoss", "MVSoftmaxLoss", "CurricularFaceLoss", "AdaCosLoss",
+           "AdaFaceLoss", "MagFaceLoss", "CircleLoss", "check_labels", "get_loss",
            "get_loss_class", "get_loss_list", "loss_kind", "register_loss"]

@@ -1,11 +1,21 @@
 """Machinery shared by the softmax-based face heads: input dtype, label checks, sparse CE."""
+import mxnet as mx
 import numpy as np
-from mxnet import nd
+from mxnet import autograd, nd
 from mxnet.gluon.loss import Loss
 
 from .labels import check_labels
 
-__all__ = ["SoftmaxHeadLoss"]
+__all__ = ["SoftmaxHeadLoss", "StatefulHeadLoss"]
+
+
+def stop_gradient(F, x):
+    """``x`` without gradient: ``detach()`` imperatively, ``BlockGrad`` in a graph.
+
+    MXNet 1.9.1's imperative autograd can segfault when it backpropagates through a
+    ``BlockGrad`` of a recorded array; a detached array has no history at all.
+    """
+    return x.detach() if F is nd else F.BlockGrad(x)
 
 
 class SoftmaxHeadLoss(Loss):
@@ -47,12 +57,16 @@ class SoftmaxHeadLoss(Loss):
         self._return_logits = bool(return_logits)
         self._check_label = bool(check_label)
         self._half_input = False
+        self._compute_dtype = "float32"
 
     def _num_classes(self, data):
         """Number of classes for the host label check (subclasses may know it statically)."""
         return data.shape[-1]
 
-    def forward(self, data, label, sample_weight=None):
+    #: inputs beyond ``(data, label)`` the head takes, in order (e.g. ``("norms",)``)
+    needs = ()
+
+    def forward(self, data, label, *inputs, sample_weight=None):
         """Compute the per-sample loss (and the logits with ``return_logits=True``).
 
         Parameters
@@ -61,17 +75,31 @@ class SoftmaxHeadLoss(Loss):
             The head's input (cosines for margin losses, embeddings for L2-softmax).
         label : NDArray
             (N,) integer class ids as float32/float64/int32/int64.
+        *inputs : NDArray
+            The inputs named by :attr:`needs` (e.g. the (N,) embedding norms), then
+            optionally ``sample_weight``.
         sample_weight : NDArray, optional
             (N,) per-sample weights.
         """
+        if len(inputs) < len(self.needs):
+            raise TypeError(f"{type(self).__name__} takes (cos, label, "
+                            f"{', '.join(self.needs)}): missing {self.needs[len(inputs):]}")
+        if sample_weight is None and len(inputs) > len(self.needs):
+            sample_weight, inputs = inputs[len(self.needs)], inputs[:len(self.needs)]
+        return self._forward_inputs(data, label, list(inputs), sample_weight)
+
+    def _forward_inputs(self, data, label, inputs, sample_weight):
         if isinstance(data, nd.NDArray):
             half = data.dtype == np.float16
-            if half != self._half_input:
-                self._half_input = half
+            compute = "float64" if data.dtype == np.float64 else "float32"
+            if half != self._half_input or compute != self._compute_dtype:
+                self._half_input, self._compute_dtype = half, compute
                 self._clear_cached_op()  # the graph depends on the input dtype
             if self._check_label:
                 check_labels(label, self._num_classes(data))
-        args = (data, label) if sample_weight is None else (data, label, sample_weight)
+        args = [data, label] + list(inputs)
+        if sample_weight is not None:
+            args.append(sample_weight)
         out = super().forward(*args)
         # a hybridized block returns a list for several outputs; keep one type either way
         return tuple(out) if isinstance(out, list) else out
@@ -79,6 +107,10 @@ class SoftmaxHeadLoss(Loss):
     def _to_compute_dtype(self, F, x):
         """float16 -> float32 (softmax over ~1e5 classes overflows a float16 sum); else as is."""
         return F.cast(x, "float32") if self._half_input else x
+
+    def _in_compute_dtype(self, F, x):
+        """``x`` (a state, norms, ...) cast to the dtype the head computes in."""
+        return F.cast(x, self._compute_dtype)
 
     def _cross_entropy(self, F, logits, index, valid, sample_weight=None):
         """``-log softmax(logits)[index]`` per sample, guarded and weighted.
@@ -111,3 +143,71 @@ class SoftmaxHeadLoss(Loss):
             # ArcFace's graph segfaults MXNet 1.9.1's imperative autograd.
             return loss, (logits.detach() if F is nd else F.BlockGrad(logits))
         return loss
+
+
+class StatefulHeadLoss(SoftmaxHeadLoss):
+    """A softmax head with running state (EMA statistics, an iteration count, a scale).
+
+    The state lives in parameters with ``grad_req='null'`` (saved and restored with the
+    head's parameters, one copy per device), is read by the graph as an input, and the graph
+    returns the updated values, which :meth:`forward` writes back after the call when
+    ``autograd.is_training()``: so it survives ``hybridize()`` (a Python attribute changed
+    inside ``hybrid_forward`` would be frozen into the traced graph). Each device updates its
+    copy from its own share of the batch, once per call (per micro-batch in the engine).
+
+    The graph never differentiates through a state parameter: the values it uses are
+    computed in the graph from the state and the batch, so overwriting the state after the
+    call cannot change the backward pass.
+
+    Subclasses declare ``_states = {name: initial value}`` (set in ``__init__`` before
+    calling :meth:`_make_states`) and end ``hybrid_forward`` with
+    ``self._finish(F, logits, index, valid, sample_weight, new_states)``. ``hybrid_forward``
+    receives ``update`` (1 in training, 0 otherwise: the recurrence is then not applied)
+    after the inputs of :attr:`needs`.
+    """
+
+    def _make_states(self, states):
+        self._state_names = tuple(states)
+        with self.name_scope():
+            for name, value in states.items():
+                setattr(self, name, self.params.get(name, shape=(1,), grad_req="null",
+                                                    init=mx.init.Constant(float(value)),
+                                                    differentiable=False))
+
+    def state(self, ctx=None):
+        """The current state as ``{name: float}`` (of the copy on ``ctx``, default the first)."""
+        out = {}
+        for name in self._state_names:
+            p = getattr(self, name)
+            out[name] = float((p.data(ctx) if ctx is not None else p.list_data()[0]).asscalar())
+        return out
+
+    def _forward_inputs(self, data, label, inputs, sample_weight):
+        if isinstance(data, nd.NDArray):
+            params = [getattr(self, n) for n in self._state_names]
+            if any(p._data is None for p in params) and not any(p._deferred_init
+                                                                 for p in params):
+                self.initialize(ctx=data.context)  # stateful heads work without initialize()
+            train = 1.0 if autograd.is_training() else 0.0
+            inputs = list(inputs) + [nd.full((1,), train, ctx=data.context, dtype="float32")]
+        out = super()._forward_inputs(data, label, inputs, sample_weight)
+        n = len(self._state_names)
+        out, states = out[:-n], out[-n:]
+        if isinstance(data, nd.NDArray) and autograd.is_training():
+            with autograd.pause():
+                for name, value in zip(self._state_names, states):
+                    target = getattr(self, name).data(data.context)
+                    value.astype(target.dtype).copyto(target)
+        return out[0] if len(out) == 1 else tuple(out)
+
+    def _split_inputs(self, args):
+        """``hybrid_forward``'s ``*args``: (needs..., update[, sample_weight])."""
+        k = len(self.needs)
+        extra, update = args[:k], args[k]
+        sample_weight = args[k + 1] if len(args) > k + 1 else None
+        return list(extra), update, sample_weight
+
+    def _finish(self, F, logits, index, valid, sample_weight, states):
+        out = self._cross_entropy(F, logits, index, valid, sample_weight)
+        out = out if isinstance(out, tuple) else (out,)
+        return out + tuple(stop_gradient(F, s) for s in states)

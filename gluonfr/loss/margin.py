@@ -17,7 +17,8 @@ from .base import SoftmaxHeadLoss
 from .labels import guard_labels
 from .registry import register_loss
 
-__all__ = ["CombinedMarginLoss", "ArcFaceLoss", "CosFaceLoss", "NormFaceLoss"]
+__all__ = ["CombinedMarginLoss", "ArcFaceLoss", "CosFaceLoss", "NormFaceLoss",
+           "SubCenterArcFaceLoss"]
 
 _SIN2_FLOOR = 1e-12
 
@@ -31,6 +32,36 @@ def _check_finite(cls, **values):
 def _sin_theta(F, c):
     """sin(arccos(c)) for c in [-1, 1]; (1-c)(1+c) loses less than 1 - c*c near |c| = 1."""
     return F.sqrt(F.clip((1 - c) * (1 + c), _SIN2_FLOOR, 1.0))
+
+
+def _arccos(F, c):
+    """theta = arccos(c) as 2*atan(sqrt((1-c)/(1+c))), each radicand floored at 1e-12.
+
+    Exact inside (-1, 1), off by ~1.4e-6 rad at ``c = +-1``, where its gradient is finite
+    (``arccos``'s is infinite there).
+    """
+    c = F.clip(c, -1.0, 1.0)
+    half_tan = (F.sqrt(F.clip(1 - c, _SIN2_FLOOR, 2.0)) / F.sqrt(F.clip(1 + c, _SIN2_FLOOR, 2.0)))
+    return 2 * F.arctan(half_tan)
+
+
+def _replace_target(F, logits, target, index, num_classes):
+    """``logits`` (N, C) with column ``index[i]`` of row i replaced by ``target[i]``.
+
+    One ``index_copy`` into the flat (N*C, 1) view: no (N, C) one-hot or mask is built.
+    """
+    # row i, column label_i of the flat view; int64: N*C may exceed 2**24
+    rows = F.cast(F.contrib.arange_like(target), "int64")
+    flat = index + F.broadcast_mul(rows, num_classes)
+    out = F.contrib.index_copy(F.reshape(logits, shape=(-1, 1)), flat,
+                               F.reshape(target, shape=(-1, 1)))
+    return F.reshape_like(out, logits)
+
+
+def _target_mask(F, cos, index):
+    """(N, C) int64 mask, 1 at each row's label column (a ``where`` condition)."""
+    cols = F.cast(F.contrib.arange_like(cos, axis=1), "int64")
+    return F.broadcast_equal(F.reshape(cols, shape=(1, -1)), F.reshape(index, shape=(-1, 1)))
 
 
 @register_loss(name="combined")
@@ -108,11 +139,7 @@ class CombinedMarginLoss(SoftmaxHeadLoss):
             # cos(theta + m2) by the addition formula: no arccos, exact gradient
             target = c * self._cos_m2 - _sin_theta(F, c) * self._sin_m2
         else:
-            # theta = 2 atan(tan(theta/2)), tan(theta/2) = sqrt((1-c)/(1+c)); flooring each
-            # radicand blocks the infinite d theta / d cos exactly at cos = +-1 (arccos has none)
-            half_tan = (F.sqrt(F.clip(1 - c, _SIN2_FLOOR, 2.0))
-                        / F.sqrt(F.clip(1 + c, _SIN2_FLOOR, 2.0)))
-            target = F.cos(2 * F.arctan(half_tan) * self._m1 + self._m2)
+            target = F.cos(_arccos(F, c) * self._m1 + self._m2)
         return target - self._m3 if self._m3 else target
 
     def hybrid_forward(self, F, cos_logits, label, sample_weight=None):
@@ -121,12 +148,7 @@ class CombinedMarginLoss(SoftmaxHeadLoss):
         logits = cos * self._s
         if self._has_margin():
             target = self._target(F, F.pick(cos, index, axis=-1)) * self._s
-            # row i, column label_i of the flat (N*C, 1) view; int64: N*C may exceed 2**24
-            rows = F.cast(F.contrib.arange_like(target), "int64")
-            flat = index + F.broadcast_mul(rows, num_classes)
-            logits = F.contrib.index_copy(F.reshape(logits, shape=(-1, 1)), flat,
-                                          F.reshape(target, shape=(-1, 1)))
-            logits = F.reshape_like(logits, cos)
+            logits = _replace_target(F, logits, target, index, num_classes)
         return self._cross_entropy(F, logits, index, valid, sample_weight)
 
     def __repr__(self):
@@ -221,3 +243,38 @@ class NormFaceLoss(CombinedMarginLoss):
 
     def __repr__(self):
         return f"NormFaceLoss(s={self._s})"
+
+
+@register_loss(name="subcenter_arcface")
+class SubCenterArcFaceLoss(ArcFaceLoss):
+    r"""Sub-center ArcFace (Deng et al., ECCV 2020): ArcFace over the best of K sub-centres.
+
+    Each class has K centres; the class cosine is the largest of its K cosines, which
+    :class:`gluonfr.nn.NormDense` computes with ``centers_per_class=K`` (the training engine
+    builds it so from :attr:`centers_per_class`). A noisy image of a class can then sit near
+    a non-dominant sub-centre instead of pulling the dominant one. The loss on the class
+    cosines is :class:`ArcFaceLoss`.
+
+    Parameters
+    ----------
+    s : float, default 64.0
+    m : float, default 0.5
+    k : int, default 3
+        Sub-centres per class (the paper's K = 3).
+    **kwargs
+        As :class:`ArcFaceLoss`.
+    """
+
+    def __init__(self, s=64.0, m=0.5, k=3, **kwargs):
+        if int(k) != k or int(k) < 1:
+            raise ValueError(f"SubCenterArcFaceLoss: k must be a positive integer, got {k!r}")
+        super().__init__(s=s, m=m, **kwargs)
+        self._k = int(k)
+
+    @property
+    def centers_per_class(self):
+        """K: the ``centers_per_class`` of the :class:`NormDense` feeding this loss."""
+        return self._k
+
+    def __repr__(self):
+        return f"SubCenterArcFaceLoss(s={self._s}, m={self._m}, k={self._k})"
