@@ -2,7 +2,8 @@
 
 :class:`FaceEmbedder` wraps a model-zoo network (or an exported one) behind one call that
 accepts what people have at hand — file paths, RGB or BGR arrays, one image or many,
-already-aligned 112x112 crops or whole photos with their 5 landmarks — and runs it through
+already-aligned 112x112 crops, photos with their 5 landmarks, or whole photos in which
+:class:`gluonfr.detect.FaceDetector` finds the faces — and runs it through
 MXNet or ONNX Runtime with the same flip test-time augmentation the verification protocol
 uses.
 """
@@ -16,6 +17,7 @@ import mxnet as mx
 import numpy as np
 
 from .data.align import norm_crop
+from .detect import NoFaceError, pick_face
 from .metrics.embeddings import combine_flip, forward_images
 from .metrics.evaluate import load_embedding_net
 
@@ -97,11 +99,14 @@ class FaceEmbedder:
         Images per forward pass.
     embedding_size : int, optional
         For zoo models trained with a non-default embedding size.
+    detector : gluonfr.detect.FaceDetector, optional
+        Finds the faces of whole photos; default: a :class:`~gluonfr.detect.FaceDetector`
+        with its defaults, built when the first whole photo arrives.
     """
 
     def __init__(self, model="mobilefacenet", params=None, pretrained=False, ctx=_CPU,
                  backend="mxnet", symbol=None, onnx_path=None, flip=True, threshold=None,
-                 batch_size=32, embedding_size=None):
+                 batch_size=32, embedding_size=None, detector=None):
         if backend not in ("mxnet", "onnx"):
             raise ValueError(f"backend must be 'mxnet' or 'onnx', got {backend!r}")
         self.backend = backend
@@ -111,6 +116,7 @@ class FaceEmbedder:
         self.batch_size = int(batch_size)
         self.net = None
         self._session = None
+        self._detector = detector
         if onnx_path is None or backend == "mxnet":
             self.net = self._load_net(model, params, pretrained, ctx, symbol, embedding_size)
         if backend == "onnx":
@@ -141,10 +147,45 @@ class FaceEmbedder:
         return ort.InferenceSession(onnx_path, providers=["CPUExecutionProvider"])
 
     # -- inputs ---------------------------------------------------------------------------
-    def _load(self, images, color, landmarks):
-        """Normalise ``images`` to a list of HWC uint8 RGB 112x112 crops."""
+    @property
+    def detector(self):
+        """The :class:`gluonfr.detect.FaceDetector` used for whole photos (built on first use)."""
+        if self._detector is None:
+            from .detect import FaceDetector
+
+            self._detector = FaceDetector()
+        return self._detector
+
+    def align(self, images, color="rgb", landmarks=None, faces="largest", detect=None):
+        """The aligned 112x112 RGB crops :meth:`embed` feeds the network, with their faces.
+
+        Parameters
+        ----------
+        images, color, landmarks
+            As :meth:`embed`.
+        faces : {'largest', 'all'}
+            For whole photos: keep the most prominent face (largest box) or every face.
+        detect : bool, optional
+            Find the faces with :attr:`detector`. Default (``None``): for every image that
+            is not a 112x112 crop and has no landmarks given.
+
+        Returns
+        -------
+        crops : numpy.ndarray
+            (M, 112, 112, 3) uint8 RGB; M = number of images, or of faces with ``'all'``.
+        sources : list of (int, Face or None)
+            Per crop: the index of its image and the detected face (``None`` when the image
+            was a crop or its landmarks were given).
+
+        Raises
+        ------
+        gluonfr.detect.NoFaceError
+            A photo in which the detector finds no face (the message names the file).
+        """
         if color not in ("rgb", "bgr"):
             raise ValueError(f"color must be 'rgb' or 'bgr', got {color!r}")
+        if faces not in ("largest", "all"):
+            raise ValueError(f"faces must be 'largest' or 'all', got {faces!r}")
         if isinstance(images, (str, os.PathLike)):
             items = [images]
         elif isinstance(images, np.ndarray) and images.ndim == 3:
@@ -160,7 +201,7 @@ class FaceEmbedder:
             if landmarks.shape != (len(items), 5, 2):
                 raise ValueError(f"landmarks: expected shape ({len(items)}, 5, 2) (one set of "
                                  f"5 (x, y) points per image), got {landmarks.shape}")
-        crops = []
+        crops, sources = [], []
         for i, item in enumerate(items):
             if isinstance(item, (str, os.PathLike)):
                 image = read_image(item)  # files are decoded to RGB whatever ``color`` says
@@ -174,14 +215,31 @@ class FaceEmbedder:
                     image = image[:, :, ::-1]
                 where = f"image {i}"
             if landmarks is not None:
-                image = norm_crop(image, landmarks[i])
-            elif image.shape[:2] != (112, 112):
-                raise ValueError(f"{where}: {image.shape[1]}x{image.shape[0]} is not an aligned "
-                                 "112x112 crop; pass its 5 landmarks (landmarks=...) to align it")
-            crops.append(np.ascontiguousarray(image))
+                crops.append(norm_crop(image, landmarks[i]))
+                sources.append((i, None))
+                continue
+            is_crop = image.shape[:2] == (112, 112)
+            if detect is False or (detect is None and is_crop):
+                if not is_crop:
+                    raise ValueError(f"{where}: {image.shape[1]}x{image.shape[0]} is not an "
+                                     "aligned 112x112 crop; pass its 5 landmarks "
+                                     "(landmarks=...) or let the detector find the face")
+                crops.append(np.ascontiguousarray(image))
+                sources.append((i, None))
+                continue
+            found = self.detector.detect(image, color="rgb")
+            if not found:
+                raise NoFaceError(f"{where}: no face found (detector score threshold "
+                                  f"{self.detector.score_threshold}, minimum face size "
+                                  f"{self.detector.min_size:g} px)")
+            if faces == "largest":
+                found = [found[pick_face(found, "largest")]]
+            for face in found:
+                crops.append(norm_crop(image, face.landmarks))
+                sources.append((i, face))
         if not crops:
             raise ValueError("no images given")
-        return np.stack(crops)
+        return np.stack([np.ascontiguousarray(c) for c in crops]), sources
 
     # -- outputs --------------------------------------------------------------------------
     def _forward_onnx(self, crops):
@@ -195,27 +253,41 @@ class FaceEmbedder:
                 flips.append(self._session.run(None, {name: batch[:, :, :, ::-1].copy()})[0])
         return np.concatenate(outs), (np.concatenate(flips) if self.flip else None)
 
-    def embed(self, images, color="rgb", landmarks=None):
+    def embed(self, images, color="rgb", landmarks=None, faces="largest", detect=None,
+              return_faces=False):
         """L2-normalised embeddings of one or several faces.
 
         Parameters
         ----------
         images : str, path, numpy.ndarray, NDArray or a list of them
-            File paths (decoded to RGB), HWC uint8 arrays or an (N, H, W, 3) batch.
+            File paths (decoded to RGB), HWC uint8 arrays or an (N, H, W, 3) batch: aligned
+            112x112 crops or whole photos.
         color : {'rgb', 'bgr'}
             Channel order of the *arrays* given (OpenCV's ``imread`` gives BGR).
         landmarks : array-like, optional
             (5, 2) for one image or (N, 5, 2): left eye, right eye, nose, left and right
             mouth corner as seen in the image. Images are then aligned with
-            :func:`gluonfr.data.align.norm_crop`; without landmarks they must be 112x112
-            aligned crops.
+            :func:`gluonfr.data.align.norm_crop`. Without landmarks, whole photos go through
+            the face detector (see :meth:`align`).
+        faces : {'largest', 'all'}
+            Whole photos: embed the most prominent face (default) or every face found.
+        detect : bool, optional
+            Force (``True``) or forbid (``False``) detection; see :meth:`align`.
+        return_faces : bool
+            Also return :meth:`align`'s ``sources`` (image index and detected face per row).
 
         Returns
         -------
         numpy.ndarray
-            (N, D) float32, each row of unit length.
+            (N, D) float32, each row of unit length (``(embeddings, sources)`` with
+            ``return_faces``).
         """
-        crops = self._load(images, color, landmarks)
+        crops, sources = self.align(images, color, landmarks, faces, detect)
+        emb = self.embed_crops(crops)
+        return (emb, sources) if return_faces else emb
+
+    def embed_crops(self, crops):
+        """Unit embeddings of an (N, 112, 112, 3) uint8 RGB batch of aligned crops."""
         if self.backend == "onnx":
             emb, emb_flip = self._forward_onnx(crops)
         else:
@@ -226,18 +298,27 @@ class FaceEmbedder:
         norms = np.linalg.norm(fused, axis=1, keepdims=True)
         return (fused / np.maximum(norms, 1e-12)).astype(np.float32)
 
-    def compare(self, a, b, color="rgb", landmarks_a=None, landmarks_b=None):
+    def compare(self, a, b, color="rgb", landmarks_a=None, landmarks_b=None, return_crops=False):
         """Cosine similarity of two faces and whether they pass the threshold.
+
+        ``a`` and ``b`` are one image each (a path or an array): aligned crops, photos with
+        their landmarks, or whole photos whose most prominent face is detected.
 
         Returns
         -------
         (float, bool)
-            The similarity in [-1, 1] and ``similarity >= threshold``.
+            The similarity in [-1, 1] and ``similarity >= threshold``; with
+            ``return_crops``, also the two aligned RGB crops that were compared.
         """
-        ea = self.embed(a, color, landmarks_a)
-        eb = self.embed(b, color, landmarks_b)
-        if len(ea) != 1 or len(eb) != 1:
-            raise ValueError(f"compare takes one face on each side, got {len(ea)} and "
-                             f"{len(eb)}; use embed() for batches")
-        similarity = float(np.dot(ea[0], eb[0]))
+        crops = []
+        for side, image, lmk in (("a", a, landmarks_a), ("b", b, landmarks_b)):
+            crop, _ = self.align(image, color, lmk)
+            if len(crop) != 1:
+                raise ValueError(f"compare takes one image on each side, got {len(crop)} for "
+                                 f"{side}; use embed() for batches")
+            crops.append(crop[0])
+        ea, eb = self.embed_crops(np.stack(crops))
+        similarity = float(np.dot(ea, eb))
+        if return_crops:
+            return similarity, similarity >= self.threshold, crops
         return similarity, similarity >= self.threshold

@@ -16,3 +16,20 @@ def shared_dir():
     if not os.path.isdir(SHARED):
         pytest.skip("../shared is not beside the checkout")
     return SHARED
+
+
+@pytest.fixture(scope="session")
+def third_party_store(shared_dir, tmp_path_factory):
+    """The third-party model store pointed at ``../shared/data/models`` (a fresh cache)."""
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("GLUONFR_THIRD_PARTY_URL", os.path.join(shared_dir, "data", "models"))
+        mp.setenv("GLUONFR_HOME", str(tmp_path_factory.mktemp("gluonfr-home")))
+        yield
+
+
+@pytest.fixture(scope="session")
+def face_detector(third_party_store):
+    """A default :class:`gluonfr.detect.FaceDetector` (YuNet through the store)."""
+    from gluonfr.detect import FaceDetector
+
+    return FaceDetector()

@@ -24,11 +24,8 @@ def faces(shared_dir):
 
 
 @pytest.fixture(scope="module")
-def detector(shared_dir, tmp_path_factory):
-    with pytest.MonkeyPatch.context() as mp:
-        mp.setenv("GLUONFR_THIRD_PARTY_URL", os.path.join(SHARED, "data", "models"))
-        mp.setenv("GLUONFR_HOME", str(tmp_path_factory.mktemp("home")))
-        yield FaceDetector()
+def detector(face_detector):
+    return face_detector
 
 
 def _iod_error(found, ref):

@@ -4,6 +4,7 @@ import os
 import gluonfr  # noqa: F401
 from gluonfr.cli.verify import main as verify_main
 from gluonfr.data.align import norm_crop
+from gluonfr.detect import NoFaceError
 from gluonfr.embedder import FaceEmbedder, read_image, threshold_from_eval
 from gluonfr.model_zoo import get_model
 
@@ -87,7 +88,7 @@ def test_onnx_backend_matches_mxnet(faces, params_file):
 def test_bad_input_is_named(tmp_path, params_file):
     emb = _embedder(params_file)
     with pytest.raises(ValueError, match="not an aligned 112x112 crop"):
-        emb.embed(np.zeros((100, 80, 3), np.uint8))
+        emb.embed(np.zeros((100, 80, 3), np.uint8), detect=False)
     bad = tmp_path / "broken.jpg"
     bad.write_bytes(b"\xff\xd8 not a jpeg")
     with pytest.raises(ValueError, match="broken.jpg: not a readable image"):
@@ -123,3 +124,47 @@ def test_cli_decides_and_reports_bad_files(faces, params_file, tmp_path, capsys)
     missing = str(tmp_path / "nope.jpg")
     assert verify_main([a, missing, "--params", params_file]) == 2
     assert "nope.jpg: no such image file" in capsys.readouterr().err
+
+
+def test_whole_photos_are_detected_and_agree_with_the_landmark_path(faces, params_file,
+                                                                    face_detector):
+    folder, table = faces
+    names = sorted(table)
+    paths = [os.path.join(folder, n) for n in names]
+    emb = _embedder(params_file, detector=face_detector)
+    raw, sources = emb.embed(paths, return_faces=True)
+    given = emb.embed(paths, landmarks=[table[n]["landmarks5"] for n in names])
+    assert [i for i, _ in sources] == list(range(len(names)))
+    for (_, face), name, a, b in zip(sources, names, raw, given):
+        ref = np.asarray(table[name]["landmarks5"])
+        err = np.abs(face.landmarks - ref).max()
+        if err < 0.01:  # the recorded points (rounded to 0.01 px): the same embedding
+            assert float(a @ b) > 0.9999, name
+        assert float(a @ b) > 0.9, name  # a few pixels off at most: nearly the same vector
+    # compare on raw photos equals the cosine of the two raw embeddings
+    sim, same, crops = emb.compare(paths[0], paths[1], return_crops=True)
+    assert sim == pytest.approx(float(raw[0] @ raw[1]), abs=1e-5)
+    assert same == (sim >= emb.threshold)
+    assert all(c.shape == (112, 112, 3) and c.dtype == np.uint8 for c in crops)
+    # the crop compare used is the norm_crop of the detected landmarks
+    np.testing.assert_array_equal(crops[0], norm_crop(read_image(paths[0]), sources[0][1].landmarks))
+
+
+def test_all_faces_and_no_face(faces, params_file, face_detector, tmp_path):
+    folder, _ = faces
+    a = cv2.imread(os.path.join(folder, "hopper_1.jpg"))
+    b = cv2.resize(cv2.imread(os.path.join(folder, "obama_1.jpg")), (256, 320))
+    canvas = np.zeros((512, 768, 3), np.uint8)
+    canvas[:, :512] = a
+    canvas[:320, 512:] = b
+    emb = _embedder(params_file, detector=face_detector)
+    both, sources = emb.embed(canvas, color="bgr", faces="all", return_faces=True)
+    assert both.shape == (2, 128) and [i for i, _ in sources] == [0, 0]
+    one, (src,) = emb.embed(canvas, color="bgr", return_faces=True)
+    assert src[1].area == max(f.area for _, f in sources)  # the most prominent face
+    match = [k for k, (_, f) in enumerate(sources) if f.area == src[1].area][0]
+    np.testing.assert_allclose(one[0], both[match], atol=1e-5)
+    blank = tmp_path / "wall.jpg"
+    cv2.imwrite(str(blank), np.full((200, 300, 3), 90, np.uint8))
+    with pytest.raises(NoFaceError, match="wall.jpg: no face found"):
+        emb.compare(os.path.join(folder, "obama_1.jpg"), str(blank))
