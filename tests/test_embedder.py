@@ -147,7 +147,8 @@ def test_whole_photos_are_detected_and_agree_with_the_landmark_path(faces, param
     assert same == (sim >= emb.threshold)
     assert all(c.shape == (112, 112, 3) and c.dtype == np.uint8 for c in crops)
     # the crop compare used is the norm_crop of the detected landmarks
-    np.testing.assert_array_equal(crops[0], norm_crop(read_image(paths[0]), sources[0][1].landmarks))
+    expect = norm_crop(read_image(paths[0]), sources[0][1].landmarks)
+    np.testing.assert_array_equal(crops[0], expect)
 
 
 def test_all_faces_and_no_face(faces, params_file, face_detector, tmp_path):
@@ -168,3 +169,26 @@ def test_all_faces_and_no_face(faces, params_file, face_detector, tmp_path):
     cv2.imwrite(str(blank), np.full((200, 300, 3), 90, np.uint8))
     with pytest.raises(NoFaceError, match="wall.jpg: no face found"):
         emb.compare(os.path.join(folder, "obama_1.jpg"), str(blank))
+
+
+def test_cli_on_whole_photos_shows_the_compared_crops(faces, params_file, face_detector,
+                                                      tmp_path, capsys):
+    folder, table = faces
+    a, b = (os.path.join(folder, n) for n in ("obama_1.jpg", "hopper_1.jpg"))
+    out = tmp_path / "pair.jpg"
+    code = verify_main([a, b, "--params", params_file, "--show", str(out)])
+    text = capsys.readouterr().out
+    assert code in (0, 1) and "similarity" in text and str(out) in text
+    sheet = cv2.imread(str(out))[:, :, ::-1]
+    assert sheet.shape[1] == 2 * 224 + 4 and sheet.shape[0] > 224
+    expect = cv2.resize(norm_crop(read_image(a), table["obama_1.jpg"]["landmarks5"]),
+                        (224, 224), interpolation=cv2.INTER_AREA)
+    got = sheet[2:226, 2:226].astype(float)
+    assert np.abs(got - expect).mean() < 8  # JPEG of the very crop that was compared
+    sim_text = float(text.split()[1])
+    sim, _ = _embedder(params_file, detector=face_detector).compare(a, b)
+    assert sim_text == pytest.approx(sim, abs=1e-4)
+    blank = tmp_path / "wall.png"
+    cv2.imwrite(str(blank), np.full((200, 300, 3), 90, np.uint8))
+    assert verify_main([a, str(blank), "--params", params_file]) == 2
+    assert "wall.png: no face found" in capsys.readouterr().err

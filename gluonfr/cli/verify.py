@@ -1,6 +1,6 @@
 """Say whether two face images show the same person (cosine similarity of embeddings).
 
-    gluonfr-verify a.jpg b.jpg                                  # aligned 112x112 crops
+    gluonfr-verify photo1.jpg photo2.jpg --show pair.jpg        # whole photos: faces detected
     gluonfr-verify a.jpg b.jpg --landmarks landmarks.json       # whole photos + 5 points
     gluonfr-verify a.jpg b.jpg --params mfn.params --eval-json eval.json
 
@@ -37,7 +37,13 @@ def main(argv=None):
     p.add_argument("--onnx", help="run this exported .onnx file with ONNX Runtime")
     p.add_argument("--embedding-size", type=int)
     p.add_argument("--landmarks", help="JSON {image file: {'landmarks5': [[x, y] x 5]}} to align "
-                                       "whole photos; without it images must be 112x112 crops")
+                                       "whole photos; without it the detector finds the faces "
+                                       "(112x112 images are taken as aligned crops)")
+    p.add_argument("--show", metavar="OUT.jpg",
+                   help="write the two aligned crops side by side with the similarity")
+    p.add_argument("--detector", metavar="MODEL.onnx",
+                   help="YuNet model file (default: the model store's YuNet 2023mar)")
+    p.add_argument("--min-face", type=int, default=20, help="smallest face side in pixels")
     p.add_argument("--threshold", type=float, help="cosine threshold (default: from --eval-json, "
                                                    "else gluonfr.embedder.DEFAULT_THRESHOLD)")
     p.add_argument("--eval-json", help="gluonfr-eval --json output to calibrate the threshold")
@@ -45,6 +51,8 @@ def main(argv=None):
     p.add_argument("--no-flip", dest="flip", action="store_false")
     args = p.parse_args(argv)
 
+    from gluonfr.data.preview import pair_tile, save_sheet
+    from gluonfr.detect import FaceDetector
     from gluonfr.embedder import FaceEmbedder, read_image, threshold_from_eval
 
     try:
@@ -62,16 +70,25 @@ def main(argv=None):
                                 and args.onnx is None,
                                 backend="onnx" if args.onnx else "mxnet", onnx_path=args.onnx,
                                 flip=args.flip, threshold=threshold,
-                                embedding_size=args.embedding_size)
-        similarity, same = embedder.compare(
+                                embedding_size=args.embedding_size,
+                                detector=FaceDetector(args.detector, min_size=args.min_face)
+                                if args.detector or args.min_face != 20 else None)
+        similarity, same, crops = embedder.compare(
             args.image_a, args.image_b,
             landmarks_a=_landmarks_for(args.image_a, table),
-            landmarks_b=_landmarks_for(args.image_b, table))
+            landmarks_b=_landmarks_for(args.image_b, table), return_crops=True)
+        if args.show:
+            verdict = "SAME" if same else "DIFFERENT"
+            caption = (f"cos {similarity:.3f} (thr {embedder.threshold:.3f}) {verdict}\n"
+                       f"{os.path.basename(args.image_a)} | {os.path.basename(args.image_b)}")
+            save_sheet([pair_tile(crops[0], crops[1], caption, side=224)], args.show)
     except (OSError, ValueError, KeyError) as err:
         print(f"gluonfr-verify: error: {err}", file=sys.stderr)
         return 2
     print(f"similarity {similarity:.4f} threshold {embedder.threshold:.4f} "
           f"{'SAME person' if same else 'DIFFERENT people'}")
+    if args.show:
+        print(f"wrote {args.show}")
     return 0 if same else 1
 
 

@@ -1,4 +1,9 @@
-"""Contact sheets: look at a face dataset (a grid of identities x images) before training on it."""
+"""Contact sheets: look at faces — a dataset's identities, verification pairs, compared crops.
+
+:func:`contact_sheet` (identities x images), :func:`pairs_sheet` (pairs of a ``.bin``) and
+:func:`pair_tile` / :func:`save_sheet` (two faces over a caption, e.g. what ``gluonfr-verify
+--show`` compared and the error galleries of ``gluonfr-eval --gallery``).
+"""
 import os
 
 import cv2
@@ -7,7 +12,7 @@ import numpy as np
 from ._io import atomic_outputs
 from .record_dataset import FaceRecordDataset
 
-__all__ = ["contact_sheet", "pairs_sheet"]
+__all__ = ["contact_sheet", "pairs_sheet", "pair_tile", "save_sheet"]
 
 
 def _grid(rows, pad=2, background=255):
@@ -23,11 +28,14 @@ def _grid(rows, pad=2, background=255):
 
 
 def _save_png(sheet_rgb, out_path):
+    """Write an RGB sheet atomically; the format follows the extension (PNG if unknown)."""
     out_path = os.fspath(out_path)
+    ext = os.path.splitext(out_path)[1].lower()
+    ext = ext if ext in (".png", ".jpg", ".jpeg", ".bmp", ".webp") else ".png"
     with atomic_outputs(out_path) as (tmp,):
-        ok, buf = cv2.imencode(".png", np.ascontiguousarray(sheet_rgb[:, :, ::-1]))
+        ok, buf = cv2.imencode(ext, np.ascontiguousarray(sheet_rgb[:, :, ::-1]))
         if not ok:
-            raise ValueError(f"cannot encode the contact sheet for {out_path}")
+            raise ValueError(f"cannot encode the image sheet for {out_path}")
         with open(tmp, "wb") as f:
             f.write(buf.tobytes())
     return out_path
@@ -81,5 +89,58 @@ def pairs_sheet(images, issame, out_path, num_pairs=16, per_row=4):
         tiles.append(np.concatenate([a, b, bar], axis=1))
     rows = [tiles[i:i + per_row] for i in range(0, len(tiles), per_row)]
     sheet = _grid(rows)
+    _save_png(sheet, out_path)
+    return sheet
+
+
+def pair_tile(a, b, caption, mark=None, side=112):
+    """Two RGB faces side by side over a white caption strip.
+
+    Parameters
+    ----------
+    a, b : numpy.ndarray
+        HWC uint8 RGB images (resized to ``side`` x ``side``).
+    caption : str
+        Text under the faces; ``\\n`` separates lines.
+    mark : {'same', 'different'}, optional
+        Draw a green (same) or red (different) bar left of the faces: the truth.
+    side : int
+        Side of each face in the tile.
+
+    Returns
+    -------
+    numpy.ndarray
+        HWC uint8 RGB tile.
+    """
+    faces = [cv2.resize(np.ascontiguousarray(x), (side, side), interpolation=cv2.INTER_AREA)
+             if x.shape[:2] != (side, side) else x for x in (a, b)]
+    row = np.concatenate(faces, axis=1)
+    if mark is not None:
+        bar = np.zeros((side, 6, 3), np.uint8)
+        bar[:] = (40, 200, 60) if mark == "same" else (220, 40, 40)
+        row = np.concatenate([bar, row], axis=1)
+    lines = str(caption).split("\n")
+    scale = side / 280.0
+    line_h = max(10, int(round(28 * scale)))
+    strip = np.full((line_h * len(lines) + 4, row.shape[1], 3), 255, np.uint8)
+    for k, line in enumerate(lines):
+        cv2.putText(strip, line, (3, line_h * (k + 1) - 3), cv2.FONT_HERSHEY_SIMPLEX, scale,
+                    (0, 0, 0), 1, cv2.LINE_AA)
+    return np.concatenate([row, strip], axis=0)
+
+
+def save_sheet(tiles, out_path, per_row=4):
+    """Write equally-sized tiles as a grid image (format from the extension, atomically).
+
+    Returns
+    -------
+    numpy.ndarray
+        The sheet (HWC uint8 RGB).
+    """
+    tiles = list(tiles)
+    if not tiles:
+        raise ValueError(f"save_sheet: no tiles for {out_path}")
+    per_row = max(1, int(per_row))
+    sheet = _grid([tiles[i:i + per_row] for i in range(0, len(tiles), per_row)])
     _save_png(sheet, out_path)
     return sheet
