@@ -115,4 +115,4 @@ def import_model(source, fmt=None, ctx=_CPU):
     return net
 
 
-from . import insightface_mxnet  # noqa: E402,F401  (registers the formats)
+from . import arcface_torch, insightface_mxnet  # noqa: E402,F401  (registers the formats)

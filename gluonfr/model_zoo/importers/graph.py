@@ -177,6 +177,7 @@ class _Layers:
     def __init__(self):
         self.items = []
         self.eps = []
+        self.input_in_graph = False  # the source graph normalises its own input
 
     def conv(self, node):
         self.items.append(("conv", {"weight": node.params["weight"]}, node))
@@ -286,6 +287,7 @@ def match_iresnet(graph, default_eps=2e-5, default_input=(127.5, 1.0 / 128)):
     w = _Walker(graph, "an IR-ResNet (iresnet / se_iresnet)")
     layers = _Layers()
     t, norm = _normalize_input(w, graph.input)
+    layers.input_in_graph = norm is not None
     conv, bn = w.conv_bn(t, kernel=3, stride=1, depthwise=False, what="the 3x3 stem conv")
     layers.conv(conv)
     layers.bn(bn)
@@ -417,6 +419,7 @@ def match_mobilefacenet(graph, default_eps=1e-3, default_input=(127.5, 1.0 / 128
     w = _Walker(graph, "a MobileFaceNet (insightface fmobilefacenet, GDC head)")
     layers = _Layers()
     t, norm = _normalize_input(w, graph.input)
+    layers.input_in_graph = norm is not None
     conv, bn = w.conv_bn(t, kernel=3, stride=2, depthwise=False, what="the 3x3/2 stem conv")
     c64 = conv.params["weight"].shape[0]
     layers.conv(conv)
