@@ -10,6 +10,7 @@ from mxnet.gluon.loss import SoftmaxCrossEntropyLoss
 from .adaptive import AdaCosLoss, AdaFaceLoss, MagFaceLoss
 from .base import SoftmaxHeadLoss, StatefulHeadLoss
 from .circle import CircleLoss
+from .embedding import CenterLoss, GitLoss, LGMLoss, RingLoss
 from .hard_negative import CurricularFaceLoss, MVSoftmaxLoss
 from .l2softmax import L2SoftmaxLoss
 from .labels import check_labels
@@ -20,6 +21,7 @@ from .margin import (
     NormFaceLoss,
     SubCenterArcFaceLoss,
 )
+from .metric import ContrastiveLoss, MPSLoss, TripletLoss
 from .registry import get_loss, get_loss_class, get_loss_list, loss_kind, register_loss
 from .sphereface import SphereFaceLoss
 
@@ -28,5 +30,6 @@ register_loss(SoftmaxCrossEntropyLoss, name="softmax", kind="logits")
 __all__ = ["ArcFaceLoss", "CosFaceLoss", "CombinedMarginLoss", "NormFaceLoss", "L2SoftmaxLoss",
            "SoftmaxCrossEntropyLoss", "SoftmaxHeadLoss", "StatefulHeadLoss", "SphereFaceLoss",
            "SubCenterArcFaceLoss", "MVSoftmaxLoss", "CurricularFaceLoss", "AdaCosLoss",
-           "AdaFaceLoss", "MagFaceLoss", "CircleLoss", "check_labels", "get_loss",
+           "AdaFaceLoss", "MagFaceLoss", "CircleLoss", "CenterLoss", "RingLoss", "GitLoss",
+           "LGMLoss", "ContrastiveLoss", "TripletLoss", "MPSLoss", "check_labels", "get_loss",
            "get_loss_class", "get_loss_list", "loss_kind", "register_loss"]
