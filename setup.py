@@ -25,6 +25,7 @@ def read_version():
 CONSOLE_SCRIPTS = [
     "gluonfr-demo=gluonfr.cli.demo:main",
     "gluonfr-eval=gluonfr.cli.eval:main",
+    "gluonfr-eval-ijb=gluonfr.cli.eval_ijb:main",
     "gluonfr-export-onnx=gluonfr.cli.export_onnx:main",
     "gluonfr-launch-dist=gluonfr.cli.launch_dist:main",
     "gluonfr-pack-bin=gluonfr.cli.pack_bin:main",

@@ -4,7 +4,7 @@ import numpy as np
 from mxnet import autograd, gluon
 from tqdm import tqdm
 
-__all__ = ["extract_embeddings", "forward_images", "combine_flip", "FLIP_MODES"]
+__all__ = ["extract_embeddings", "forward_images", "forward_onnx", "combine_flip", "FLIP_MODES"]
 
 #: 'sum': insightface's Accuracy-Flip (``emb(x) + emb(flip(x))``, normalised later);
 #: 'concat': ``[emb(x), emb(flip(x))]`` (insightface's commented-out variant, gluon-face's).
@@ -126,6 +126,38 @@ def forward_images(net, images, ctx=_CPU, batch_size=64, flip=True, progress=Tru
         raise ValueError(f"the network must return one embedding vector per image, (N, D); "
                          f"got {emb.shape} for {num} images")
     return emb, (np.concatenate(flipped).astype(np.float32, copy=False) if flip else None)
+
+
+def forward_onnx(session, images, batch_size=64, flip=True):
+    """:func:`forward_images` for an ONNX Runtime session of an exported network.
+
+    Parameters
+    ----------
+    session : onnxruntime.InferenceSession
+        Of a network with gluonfr's input convention (NCHW float32 RGB 0..255), as
+        :func:`gluonfr.utils.export_onnx` writes it.
+    images : numpy.ndarray, (N, H, W, 3)
+        HWC RGB.
+    batch_size : int
+    flip : bool
+        Also embed the horizontally flipped images.
+
+    Returns
+    -------
+    (numpy.ndarray, numpy.ndarray or None)
+        float32 (N, D) raw embeddings of the images and of their mirror images.
+    """
+    _check_images(images)
+    name = session.get_inputs()[0].name
+    outs, flips = [], []
+    for start in range(0, len(images), int(batch_size)):
+        batch = np.asarray(images[start:start + int(batch_size)]).transpose(0, 3, 1, 2)
+        batch = np.ascontiguousarray(batch, dtype=np.float32)
+        outs.append(session.run(None, {name: batch})[0])
+        if flip:
+            flips.append(session.run(None, {name: np.ascontiguousarray(batch[:, :, :, ::-1])})[0])
+    return (np.concatenate(outs).astype(np.float32, copy=False),
+            np.concatenate(flips).astype(np.float32, copy=False) if flip else None)
 
 
 def combine_flip(emb, emb_flip, mode="sum"):

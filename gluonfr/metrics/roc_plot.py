@@ -18,7 +18,8 @@ def plot_roc(results, path, title="ROC", far_target=1e-3):
     results : dict
         ``{name: result}`` from :func:`gluonfr.metrics.evaluate_targets` or
         :func:`gluonfr.metrics.verification`: ``roc_fpr`` / ``roc_tpr`` (the exact ROC) are
-        drawn; for the flip-fused result when there is one.
+        drawn; for the flip-fused result when there is one. A ``label`` entry replaces the
+        legend's default text (name, accuracy, AUC).
     path : str
         Output file; its extension picks the format (``.png``, ``.pdf``, ``.svg``). Written
         to a temporary file beside it and renamed when complete.
@@ -46,7 +47,7 @@ def plot_roc(results, path, title="ROC", far_target=1e-3):
     for name, res in curves.items():
         fpr = np.maximum(np.asarray(res["roc_fpr"], dtype=np.float64), floor)
         tpr = np.asarray(res["roc_tpr"], dtype=np.float64)
-        label = f"{name} (acc {res['accuracy']:.4f}, AUC {res['auc']:.4f})"
+        label = res.get("label") or f"{name} (acc {res['accuracy']:.4f}, AUC {res['auc']:.4f})"
         ax.plot(fpr, tpr, lw=1.2, label=label)
     ax.set_xscale("log")
     ax.set_xlim(floor, 1.0)
