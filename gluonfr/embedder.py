@@ -17,7 +17,7 @@ import mxnet as mx
 import numpy as np
 
 from .data.align import norm_crop
-from .detect import NoFaceError, pick_face
+from .detect import detect_and_align, no_face_error
 from .metrics.embeddings import combine_flip, forward_images
 from .metrics.evaluate import load_embedding_net
 
@@ -227,13 +227,14 @@ class FaceEmbedder:
                 crops.append(np.ascontiguousarray(image))
                 sources.append((i, None))
                 continue
+            if faces == "largest":
+                crop, k, found = detect_and_align(self.detector, image, where, color="rgb")
+                crops.append(crop)
+                sources.append((i, found[k]))
+                continue
             found = self.detector.detect(image, color="rgb")
             if not found:
-                raise NoFaceError(f"{where}: no face found (detector score threshold "
-                                  f"{self.detector.score_threshold}, minimum face size "
-                                  f"{self.detector.min_size:g} px)")
-            if faces == "largest":
-                found = [found[pick_face(found, "largest")]]
+                raise no_face_error(self.detector, where)
             for face in found:
                 crops.append(norm_crop(image, face.landmarks))
                 sources.append((i, face))

@@ -1,18 +1,24 @@
-"""Write a verification .bin (insightface format) from a pairs list.
+"""Write a verification .bin (insightface format) from a protocol's pair list.
 
+    gluonfr-pack-bin lfw/pairs.txt lfw.bin --detect              # LFW as downloaded
+    gluonfr-pack-bin cfp-dataset/Protocol cfp_fp.bin --detect    # CFP (FP; --format cfp_ff)
+    gluonfr-pack-bin calfw/pairs_CALFW.txt calfw.bin             # CALFW / CPLFW, aligned images
     gluonfr-pack-bin pairs.txt out.bin --image-root photos/ [--landmarks lmk.json]
 
-``pairs.txt`` has one pair per line, ``image_a image_b same`` with same = 1/0 (or
-true/false); ``#`` starts a comment. Paths are relative to ``--image-root``. Without
-``--landmarks`` the image files are stored as they are (they should be aligned 112x112
-crops); with it, each image is aligned onto the arcface template with ``norm_crop`` first.
+The layout is detected (``--format`` forces one): LFW's ``pairs.txt`` (header ``10 300``),
+CFP's ``Protocol/`` folder, CALFW / CPLFW ``pairs_*.txt``, or plain ``image_a image_b 1|0``
+lines (``#`` comments; paths relative to ``--image-root``). Pairs keep the protocol's order.
+Images are stored as they are (aligned 112x112 crops), aligned with ``norm_crop`` from a
+``--landmarks`` file, or found and aligned by the face detector (``--detect``).
 """
 import os
 import sys
 
 from gluonfr.cli import command_parser
 from gluonfr.data import pack_bin
-from gluonfr.data.pack import aligned_rgb, read_landmarks, read_pairs
+from gluonfr.data._io import read_image_bgr
+from gluonfr.data.pack import aligned_rgb, read_landmarks
+from gluonfr.data.protocols import PROTOCOLS, read_protocol
 
 __all__ = ["main"]
 
@@ -20,25 +26,49 @@ __all__ = ["main"]
 def main(argv=None):
     """Write the .bin; return the exit status."""
     p = command_parser("gluonfr-pack-bin", __doc__)
-    p.add_argument("pairs", help="pairs file: 'image_a image_b 1|0' per line")
+    p.add_argument("pairs", help="protocol file or folder (LFW pairs.txt, CFP Protocol/, "
+                                 "pairs_CALFW.txt, or 'image_a image_b 1|0' lines)")
     p.add_argument("out", help="output .bin")
-    p.add_argument("--image-root", default=".", help="folder the pair paths are relative to")
+    p.add_argument("--format", choices=("auto",) + PROTOCOLS, default="auto",
+                   help="protocol layout (default: detected)")
+    p.add_argument("--image-root", help="image folder (LFW: lfw/ beside pairs.txt; lists: "
+                                        "paths as written)")
     p.add_argument("--landmarks", help="5-point landmark file; align each image with norm_crop")
+    p.add_argument("--detect", action="store_true",
+                   help="find the face with the detector and align it (largest face)")
+    p.add_argument("--detector", metavar="MODEL.onnx", help="YuNet model file for --detect")
     p.add_argument("--size", type=int, default=112, help="crop side when aligning")
     p.add_argument("--quality", type=int, default=95, help="JPEG quality of aligned crops")
     args = p.parse_args(argv)
-    table = read_landmarks(args.landmarks) if args.landmarks else None
+    if args.landmarks and args.detect:
+        p.error("give --landmarks or --detect, not both")
+    try:
+        pairs, fmt = read_protocol(args.pairs, args.image_root,
+                                   None if args.format == "auto" else args.format)
+        table = read_landmarks(args.landmarks) if args.landmarks else None
+        detector = None
+        if args.detect:
+            from gluonfr.detect import FaceDetector, detect_and_align
 
-    def image(name):
-        path = os.path.join(args.image_root, name)
-        if table is None:
+            detector = FaceDetector(args.detector)
+        root = args.image_root or os.path.dirname(os.path.abspath(args.pairs))
+
+        def image(path):
+            if table is not None:
+                return aligned_rgb(path, table, root, args.size)  # pack_bin takes RGB
+            if detector is not None:
+                bgr = read_image_bgr(path)
+                if bgr is None:
+                    raise ValueError(f"{path}: not a readable image")
+                return detect_and_align(detector, bgr, path, args.size)[0][:, :, ::-1]
             return path
-        return aligned_rgb(path, table, args.image_root, args.size)  # pack_bin takes RGB
 
-    pairs = read_pairs(args.pairs)
-    n = pack_bin(((image(a), image(b), same) for a, b, same in pairs), args.out,
-                 quality=args.quality)
-    print(f"wrote {n} pairs ({sum(s for *_, s in pairs)} same) to {args.out}")
+        n = pack_bin(((image(a), image(b), same) for a, b, same in pairs), args.out,
+                     quality=args.quality)
+    except (OSError, ValueError) as err:
+        print(f"gluonfr-pack-bin: error: {err}", file=sys.stderr)
+        return 2
+    print(f"wrote {n} pairs ({sum(s for *_, s in pairs)} same) of {fmt} to {args.out}")
     return 0
 
 

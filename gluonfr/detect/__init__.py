@@ -19,7 +19,8 @@ import numpy as np
 
 from ..data._io import read_image_bgr
 
-__all__ = ["Face", "FaceDetector", "DEFAULT_MODEL", "pick_face", "NoFaceError"]
+__all__ = ["Face", "FaceDetector", "DEFAULT_MODEL", "pick_face", "detect_and_align",
+           "no_face_error", "NoFaceError"]
 
 #: The store's name of the default detector model (see ``model_store._third_party``).
 DEFAULT_MODEL = "face_detection_yunet_2023mar.onnx"
@@ -58,6 +59,50 @@ def pick_face(faces, rule="largest"):
     if rule == "score":
         return int(np.argmax([f.score for f in faces]))
     raise ValueError(f"pick rule must be 'largest' or 'score', got {rule!r}")
+
+
+def no_face_error(detector, where):
+    """The :class:`NoFaceError` for photo ``where``, with the thresholds that were used."""
+    return NoFaceError(f"{where}: no face found (detector score threshold "
+                       f"{detector.score_threshold}, minimum face size {detector.min_size:g} px)")
+
+
+def detect_and_align(detector, image, where="image", size=112, rule="largest", color="bgr"):
+    """Detect the faces of one photo and align the chosen one with ``norm_crop``.
+
+    Parameters
+    ----------
+    detector : FaceDetector
+    image : numpy.ndarray
+        HWC uint8 photo in ``color`` order.
+    where : str
+        How errors name the photo (its path).
+    size : int
+        Side of the aligned crop.
+    rule : {'largest', 'score'}
+        Which face to keep when there are several (see :func:`pick_face`).
+
+    Returns
+    -------
+    crop : numpy.ndarray
+        ``size`` x ``size`` crop, same channel order as ``image``.
+    index : int
+        Position of the kept face in ``faces``.
+    faces : list of Face
+        Every face found, by score.
+
+    Raises
+    ------
+    NoFaceError
+        Naming ``where``.
+    """
+    from ..data.align import norm_crop
+
+    faces = detector.detect(image, color=color)
+    if not faces:
+        raise no_face_error(detector, where)
+    index = pick_face(faces, rule)
+    return norm_crop(image, faces[index].landmarks, size), index, faces
 
 
 def _is_single(image):
