@@ -16,9 +16,11 @@ from .loader import TrainLoader, make_train_loader
 from .pack import pack_rec, sample_pairs
 from .preview import contact_sheet
 from .record_dataset import FaceRecordDataset
+from .sampler import PKSampler
 from .transforms import TrainAugmentation
 from .verification_bin import load_bin, pack_bin
 
-__all__ = ["DataFormatError", "FaceRecordDataset", "TrainAugmentation", "TrainLoader",
+__all__ = ["DataFormatError", "FaceRecordDataset", "PKSampler", "TrainAugmentation",
+           "TrainLoader",
            "align", "contact_sheet", "ijb", "load_bin", "make_train_loader", "pack_bin", "pack_rec",
            "sample_pairs", "synthetic"]

@@ -205,11 +205,22 @@ class TrainLoader:
     (key and reason) once; :attr:`skipped` maps the keys skipped so far to the reason, and
     the run stops with :class:`DataFormatError` when more than N distinct records were bad.
     ``strict=True`` also rejects images the JPEG decoder only warns about.
+
+    ``batch_sampler`` (e.g. :class:`gluonfr.data.PKSampler`, identity-balanced batches for
+    triplet losses) replaces the epoch permutation: its ``epoch_batches(epoch)`` are the
+    batches, ``len(batch_sampler)`` the batches per epoch, and ``batch_size`` must be its
+    ``batch_size``.
     """
 
     def __init__(self, dataset, batch_size, num_workers=0, seed=0, augmentation=None,
                  last_batch="discard", shuffle=True, label_dtype="float32", prefetch=2,
-                 image_size=None, mp_context=None, strict=False, skip_corrupt=0, logger=None):
+                 image_size=None, mp_context=None, strict=False, skip_corrupt=0, logger=None,
+                 batch_sampler=None):
+        if batch_sampler is not None and int(batch_size) != batch_sampler.batch_size:
+            raise ValueError(f"batch_size {batch_size} != the batch sampler's "
+                             f"{batch_sampler.batch_size} (p={batch_sampler.p} x "
+                             f"k={batch_sampler.k})")
+        self.batch_sampler = batch_sampler
         if int(batch_size) <= 0:
             raise ValueError(f"batch_size must be positive, got {batch_size}")
         if last_batch not in ("discard", "keep"):
@@ -255,6 +266,8 @@ class TrainLoader:
 
     def __len__(self):
         """Batches per epoch."""
+        if self.batch_sampler is not None:
+            return len(self.batch_sampler)
         if self.last_batch == "discard":
             return self.num_samples // self.batch_size
         return -(-self.num_samples // self.batch_size)
@@ -271,6 +284,8 @@ class TrainLoader:
 
     def batch_indices(self, epoch, batch):
         """Dataset indices of batch ``batch`` of ``epoch``."""
+        if self.batch_sampler is not None:
+            return self.batch_sampler.epoch_batches(epoch)[batch]
         perm = epoch_permutation(self.num_samples, self.seed, epoch, self.shuffle)
         return perm[batch * self.batch_size:(batch + 1) * self.batch_size]
 
@@ -286,9 +301,12 @@ class TrainLoader:
         nb = len(self)
         if not 0 <= int(start_batch) <= nb:
             raise ValueError(f"start_batch {start_batch} outside [0, {nb}]")
-        perm = epoch_permutation(self.num_samples, self.seed, epoch, self.shuffle)
-        bs = self.batch_size
-        chunks = [perm[b * bs:(b + 1) * bs] for b in range(int(start_batch), nb)]
+        if self.batch_sampler is not None:
+            chunks = self.batch_sampler.epoch_batches(epoch)[int(start_batch):]
+        else:
+            perm = epoch_permutation(self.num_samples, self.seed, epoch, self.shuffle)
+            bs = self.batch_size
+            chunks = [perm[b * bs:(b + 1) * bs] for b in range(int(start_batch), nb)]
         for images, labels in self._produce(int(epoch), chunks):
             data = mx.nd.from_numpy(to_nchw_float32(images), zero_copy=True)
             yield data, mx.nd.array(labels, dtype=self.label_dtype)

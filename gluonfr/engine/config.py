@@ -57,6 +57,15 @@ class TrainConfig:
         (``--loss-kwargs t=0.2``).
     margin_m1, margin_m2, margin_m3 : float
         Combined margin ``s*(cos(m1*theta + m2) - m3)``.
+    aux_loss : str or None
+        An auxiliary term of the loss registry (``center``, ``ring``, ``git``, ``triplet``)
+        added to the head's per-sample loss; ``aux_kwargs`` are its constructor arguments
+        (``--aux-loss center --aux-kwargs lamda=0.01``).
+    sampler : str
+        ``random`` (a permutation of the images per epoch) or ``pk``: batches of ``pk_p``
+        identities x ``pk_k`` images (:class:`gluonfr.data.PKSampler`, for triplet losses);
+        ``pk_p * pk_k`` must be the global batch and each device's share a multiple of
+        ``pk_k``.
     loss_warmup_iters : int
         The first N iterations use the margin-free scaled cosine softmax (NormFace, s*cos), then
         the chosen loss takes over in the same run (gluon-face's MobileFaceNet recipe).
@@ -138,6 +147,11 @@ class TrainConfig:
     margin_s: Optional[float] = None
     margin_m: Optional[float] = None
     loss_kwargs: dict = field(default_factory=dict)
+    aux_loss: Optional[str] = None
+    aux_kwargs: dict = field(default_factory=dict)
+    sampler: str = "random"
+    pk_p: int = 0
+    pk_k: int = 0
     margin_m1: float = 1.0
     margin_m2: float = 0.3
     margin_m3: float = 0.2
@@ -189,6 +203,7 @@ class TrainConfig:
             if self.margin_m is None and "m" in defaults:
                 self.margin_m = float(defaults["m"])
         self.loss_kwargs = dict(self.loss_kwargs or {})
+        self.aux_kwargs = dict(self.aux_kwargs or {})
         self.lr_steps = [int(s) for s in self.lr_steps]
         self.val_targets = [t for t in self.val_targets if t]
         self.validate()
@@ -207,6 +222,23 @@ class TrainConfig:
                 bad("loss", f"a classification head ({err})")
             bad("loss", "a classification head (not an auxiliary or pair loss): "
                 + ", ".join(heads))
+        if self.aux_loss is not None:
+            if self.aux_loss not in get_loss_list("auxiliary"):
+                get_loss_class(self.aux_loss)  # an unknown name: the close matches
+                bad("aux_loss", "an auxiliary loss: " + ", ".join(get_loss_list("auxiliary")))
+        if self.sampler not in ("random", "pk"):
+            bad("sampler", "random or pk")
+        if self.sampler == "pk":
+            devices = len([c for c in self.ctx_spec.split(",") if c.strip()])
+            if self.pk_p < 1 or self.pk_k < 1:
+                bad("pk_p", "P >= 1 identities and K >= 1 images (--p, --k) with --sampler pk")
+            if self.pk_p * self.pk_k != self.batch_size * devices:
+                bad("pk_p", f"P x K = the global batch {self.batch_size} x {devices} device(s)"
+                    f", got {self.pk_p} x {self.pk_k}")
+            chunk = self.batch_size // self.chunks_per_device()
+            if chunk % self.pk_k:
+                bad("pk_k", f"a divisor of each device's (micro-)batch of {chunk}, so that no "
+                    "identity is split between devices")
         if self.lr_mode not in LR_MODES:
             bad("lr_mode", "one of " + ", ".join(LR_MODES))
         if self.kvstore not in KVSTORES:
@@ -398,6 +430,10 @@ def add_arguments(parser):
     add("margin_m1", "--margin-m1", type=float, help="combined margin m1")
     add("margin_m2", "--margin-m2", type=float, help="combined margin m2")
     add("margin_m3", "--margin-m3", type=float, help="combined margin m3")
+    add("aux_loss", "--aux-loss", metavar="NAME",
+        help="extra term beside the head: " + ", ".join(get_loss_list("auxiliary")))
+    add("aux_kwargs", "--aux-kwargs", type=parse_kwargs, metavar="NAME=VALUE,...",
+        help="arguments of the extra term, e.g. lamda=0.01 or margin=0.3,mining=batch_all")
     add("loss_warmup_iters", "--loss-warmup-iters", type=int,
         help="the first N iterations train with NormFace (s*cos), then --loss")
     add("pretrained_backbone", "--pretrained-backbone", help="backbone .params to start from")
@@ -414,6 +450,10 @@ def add_arguments(parser):
     add("kvstore", "--kvstore", choices=KVSTORES, help="default: %(default)s")
     add("num_workers", "--num-workers", "-j", type=int,
         help="data-loading processes (default: %(default)s)")
+    add("sampler", "--sampler", choices=("random", "pk"),
+        help="random batches, or pk: P identities x K images (default: %(default)s)")
+    add("pk_p", "--p", "--pk-p", type=int, help="identities per batch with --sampler pk")
+    add("pk_k", "--k", "--pk-k", type=int, help="images per identity with --sampler pk")
     toggle("flip_augment", "--flip-augment", "random horizontal flips (default)",
            "no training-time flips")
 

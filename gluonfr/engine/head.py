@@ -28,12 +28,16 @@ class TrainHead(HybridBlock):
     half : bool
         Logits are float16 (AMP): the arg-max runs in float32 so class ids above 2048 stay
         exact.
+    aux : Block or None
+        An auxiliary term ``aux(embedding, label) -> (N,)`` added to the loss (centre, ring,
+        git, triplet).
     """
 
-    def __init__(self, classifier, loss, half=False, **kwargs):
+    def __init__(self, classifier, loss, half=False, aux=None, **kwargs):
         super().__init__(**kwargs)
         self.classifier = classifier
         self.loss = loss
+        self.aux = aux
         self._half = bool(half)
 
     def hybrid_forward(self, F, embedding, label):
@@ -51,6 +55,8 @@ class TrainHead(HybridBlock):
             loss = self.loss(logits, label, *extra)
             if isinstance(loss, (tuple, list)):
                 loss = loss[0]
+        if self.aux is not None:
+            loss = loss + self.aux(embedding, label)
         if self._half:
             logits = F.cast(logits, "float32")
         hit = F.argmax(F.BlockGrad(logits), axis=1) == F.reshape(label, shape=(-1,))
@@ -136,12 +142,22 @@ def build_heads(cfg, num_classes, embedding_size):
                                prefix="fc7_")
     elif kind == "logits":  # plain softmax: the first stage of the two-stage MobileFaceNet recipe
         classifier = nn.Dense(num_classes, in_units=embedding_size, prefix="fc7_")
-    main = TrainHead(classifier, loss, half=half, prefix="head_")
+    aux = None
+    if cfg.aux_loss:
+        params = _accepted(get_loss_class(cfg.aux_loss))
+        akw = {k: v for k, v in (("classes", num_classes), ("in_units", embedding_size),
+                                 ("check_label", False)) if k in params}
+        akw.update(cfg.aux_kwargs or {})
+        try:
+            aux = get_loss(cfg.aux_loss, **akw)
+        except TypeError as err:
+            raise ValueError(f"--aux-loss {cfg.aux_loss}: {err}") from None
+    main = TrainHead(classifier, loss, half=half, aux=aux, prefix="head_")
     warmup = None
     if cfg.loss_warmup_iters > 0:
         if not isinstance(classifier, NormDense):
             raise ValueError(f"--loss-warmup-iters needs a cosine head (arcface, cosface, "
                              f"combined, ...); --loss {cfg.loss} has none")
         warmup = TrainHead(classifier, NormFaceLoss(s=cfg.margin_s or 64.0, check_label=False),
-                           half=half, prefix="head_")
+                           half=half, aux=aux, prefix="head_")
     return main, warmup

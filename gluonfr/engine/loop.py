@@ -18,7 +18,7 @@ import mxnet as mx
 import numpy as np
 from mxnet import autograd, gluon
 
-from ..data import FaceRecordDataset, TrainAugmentation, TrainLoader
+from ..data import FaceRecordDataset, PKSampler, TrainAugmentation, TrainLoader
 from ..data.loader import epoch_permutation
 from ..loss import check_labels
 from ..metrics import load_targets
@@ -169,6 +169,11 @@ class TrainLoop:
         loader_kw = dict(num_workers=cfg.num_workers, seed=seed,
                          augmentation=TrainAugmentation(flip=cfg.flip_augment),
                          image_size=(cfg.input_size, cfg.input_size))
+        if cfg.sampler == "pk":
+            if self.num_kv_workers > 1:
+                raise ValueError("--sampler pk is not supported with distributed kvstores")
+            loader_kw["batch_sampler"] = PKSampler.from_dataset(dataset, cfg.pk_p, cfg.pk_k,
+                                                                seed=seed)
         if self.num_kv_workers == 1:
             self.loader = TrainLoader(dataset, self.global_batch, **loader_kw)
         else:
