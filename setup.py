@@ -52,6 +52,7 @@ setup(
     license="MIT",
     python_requires=">=3.8",
     packages=find_packages(include=["gluonfr", "gluonfr.*"]),
+    package_data={"gluonfr.engine": ["recipes/*.toml"]},  # --config NAME
     install_requires=mxnet_requirement() + [
         # mxnet 1.9.1 needs numpy < 2; 1.24+ works because gluonfr restores the removed aliases
         "numpy>=1.23,<2",

@@ -7,10 +7,11 @@
 #   DATA_DIR=data/faces_emore scripts/iresnet50-arcface.sh
 #   GPUS=0,1,2,3,4,5,6,7 BATCH_SIZE=64 scripts/iresnet50-arcface.sh   # same global batch
 #
+# The hyperparameters live in gluonfr/engine/recipes/<this name>.toml (--config).
 # Environment (defaults in brackets): DATA_DIR [data/faces_emore], GPUS [0,1,2,3]
 # (empty: train on CTX [cpu:0] instead), BATCH_SIZE per device [128],
 # SAVE_DIR [runs/iresnet50-arcface], PYTHON [python]. Extra arguments go to scripts/train.py
-# after the recipe's flags, so they override them (e.g. --resume, --max-iters 1000).
+# after the recipe, so they override it (e.g. --resume, --max-iters 1000).
 set -euo pipefail
 DATA_DIR=${DATA_DIR:-data/faces_emore}
 GPUS=${GPUS-0,1,2,3}
@@ -19,10 +20,5 @@ SAVE_DIR=${SAVE_DIR:-runs/iresnet50-arcface}
 PYTHON=${PYTHON:-python}
 if [ -n "$GPUS" ]; then DEVICES=(--gpus "$GPUS"); else DEVICES=(--ctx "${CTX:-cpu:0}"); fi
 
-exec "$PYTHON" "$(dirname "$0")/train.py" \
-  --model iresnet50 --embedding-size 512 \
-  --loss arcface --margin-s 64 --margin-m 0.5 \
-  --optimizer sgd --momentum 0.9 --lr 0.1 --lr-mode step --lr-steps 100000,160000,220000 \
-  --wd 5e-4 --max-iters 240000 --dtype float32 --num-workers 16 \
-  --val-targets lfw,cfp_fp,agedb_30 --val-interval 2000 --save-interval 2000 --log-interval 50 \
+exec "$PYTHON" "$(dirname "$0")/train.py" --config iresnet50-arcface \
   --data-dir "$DATA_DIR" "${DEVICES[@]}" --batch-size "$BATCH_SIZE" --save-dir "$SAVE_DIR" "$@"

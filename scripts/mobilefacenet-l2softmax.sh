@@ -7,10 +7,11 @@
 #
 #   DATA_DIR=data/faces_emore scripts/mobilefacenet-l2softmax.sh
 #
+# The hyperparameters live in gluonfr/engine/recipes/<this name>.toml (--config).
 # Environment (defaults in brackets): DATA_DIR [data/faces_emore], GPUS [0,1,2,3,4,5,6,7]
 # (empty: train on CTX [cpu:0] instead), BATCH_SIZE per device [220],
 # SAVE_DIR [runs/mobilefacenet-l2softmax], PYTHON [python]. Extra arguments go to scripts/train.py
-# after the recipe's flags, so they override them (e.g. --resume, --max-iters 1000).
+# after the recipe, so they override it (e.g. --resume, --max-iters 1000).
 set -euo pipefail
 DATA_DIR=${DATA_DIR:-data/faces_emore}
 GPUS=${GPUS-0,1,2,3,4,5,6,7}
@@ -19,10 +20,5 @@ SAVE_DIR=${SAVE_DIR:-runs/mobilefacenet-l2softmax}
 PYTHON=${PYTHON:-python}
 if [ -n "$GPUS" ]; then DEVICES=(--gpus "$GPUS"); else DEVICES=(--ctx "${CTX:-cpu:0}"); fi
 
-exec "$PYTHON" "$(dirname "$0")/train.py" \
-  --model mobilefacenet --embedding-size 128 \
-  --loss l2softmax --margin-s 64 \
-  --optimizer nag --momentum 0.9 --lr 0.35 --lr-mode cosine --warmup-iters 5000 \
-  --wd 4e-5 --no-wd --head-wd-mult 10 --max-iters 86000 --dtype float32 --num-workers 48 \
-  --val-targets lfw,cfp_fp,agedb_30 --val-interval 2000 --save-interval 2000 --log-interval 50 \
+exec "$PYTHON" "$(dirname "$0")/train.py" --config mobilefacenet-l2softmax \
   --data-dir "$DATA_DIR" "${DEVICES[@]}" --batch-size "$BATCH_SIZE" --save-dir "$SAVE_DIR" "$@"

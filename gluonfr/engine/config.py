@@ -14,7 +14,11 @@ from typing import List, Optional
 from ..loss import get_loss_class, get_loss_list
 
 __all__ = ["TrainConfig", "add_arguments", "config_from_args", "LOSSES", "LR_MODES",
-           "KVSTORES", "CPU_MICRO_BATCH", "parse_kwargs"]
+           "KVSTORES", "CPU_MICRO_BATCH", "parse_kwargs", "load_config_file", "recipe_names",
+           "RECIPES_DIR"]
+
+#: The shipped recipes (``--config NAME``): one readable TOML file per published model.
+RECIPES_DIR = os.path.join(os.path.dirname(os.path.abspath(__file__)), "recipes")
 
 #: kinds of registry losses that can be ``--loss`` (see :mod:`gluonfr.loss.registry`)
 HEAD_KINDS = ("cosine", "embedding", "logits")
@@ -83,13 +87,20 @@ class TrainConfig:
         measured faster and at a fraction of the memory (see :meth:`chunks_per_device`), and
         whole batches on GPUs.
     ctx : str
-        Devices, e.g. ``"cpu:0"``, ``"cpu:0,cpu:1"``, ``"gpu:0,gpu:1"``; ``gpus`` overrides it.
+        Devices, e.g. ``"cpu:0"``, ``"cpu:0,cpu:1"``, ``"gpu:0,gpu:1"`` or bare GPU ids
+        ``"0,1"`` (see :func:`gluonfr.utils.context.parse_ctx`); ``gpus`` overrides it.
     gpus : str or None
         GPU ids shorthand, e.g. ``"0,1,2,3"``.
     kvstore : str
         ``device``, ``local``, ``nccl``, ``dist_sync`` or ``dist_device_sync``.
     num_workers : int
         Data-loading worker processes (0 decodes in the training process).
+    skip_corrupt : int
+        Replace up to N distinct corrupt records by the next readable one, logging their
+        keys (0: the first corrupt record stops the run).
+    strict_data : bool
+        Treat the JPEG decoder's corrupt-data warnings as errors (such images decode to
+        partly wrong pixels; with ``skip_corrupt`` they are skipped).
     optimizer : str
         Any ``mx.optimizer`` name (``sgd``, ``nag``, ``adam``, ...).
     lr, momentum, wd : float
@@ -97,7 +108,13 @@ class TrainConfig:
     no_wd : bool
         No weight decay on BatchNorm gamma/beta, biases and PReLU slopes.
     head_wd_mult : float
-        Weight-decay multiplier of the class centres (insightface's ``fc7_wd_mult``).
+        Weight-decay multiplier of the class centres (insightface's ``fc7_wd_mult``,
+        ``--fc-wd-mult``).
+    head_lr_mult : float
+        Learning-rate multiplier of the class centres (``fc7_lr_mult``, ``--fc-lr-mult``).
+    clip_grad : float
+        When > 0, the global L2 norm of the gradient (of the mean loss over the global batch,
+        all parameters together) is clipped to this value before each update.
     lr_mode : str
         ``step``, ``cosine`` or ``poly`` after the linear warmup.
     lr_steps : list of int
@@ -122,6 +139,9 @@ class TrainConfig:
     resume : str or None
         ``"latest"`` (newest checkpoint in ``save_dir``) or the path of a checkpoint's
         ``.json`` / ``.params`` file.
+    overwrite : bool
+        Start a fresh run in a ``save_dir`` that holds another run's checkpoints (they are
+        deleted first). Without it (and without ``resume``) such a folder is refused.
     pretrained_backbone : str or None
         Backbone ``.params`` to start from (ignored when resuming).
     hybridize : bool
@@ -163,12 +183,16 @@ class TrainConfig:
     gpus: Optional[str] = None
     kvstore: str = "device"
     num_workers: int = 2
+    skip_corrupt: int = 0
+    strict_data: bool = False
     optimizer: str = "sgd"
     lr: float = 0.1
     momentum: float = 0.9
     wd: float = 5e-4
     no_wd: bool = False
     head_wd_mult: float = 1.0
+    head_lr_mult: float = 1.0
+    clip_grad: float = 0.0
     lr_mode: str = "step"
     lr_steps: List[int] = field(default_factory=list)
     lr_factor: float = 0.1
@@ -186,6 +210,7 @@ class TrainConfig:
     save_interval: int = 2000
     keep_last: int = 3
     resume: Optional[str] = None
+    overwrite: bool = False
     pretrained_backbone: Optional[str] = None
     hybridize: bool = True
     dtype: str = "float32"
@@ -249,7 +274,8 @@ class TrainConfig:
             if getattr(self, name) < 1:
                 bad(name, "a positive integer")
         for name in ("max_iters", "epochs", "warmup_iters", "loss_warmup_iters", "val_interval",
-                     "save_interval", "num_workers"):
+                     "save_interval", "num_workers", "skip_corrupt", "clip_grad", "head_lr_mult",
+                     "head_wd_mult"):
             if getattr(self, name) < 0:
                 bad(name, "an integer >= 0")
         if self.micro_batch is not None and (
@@ -270,6 +296,7 @@ class TrainConfig:
             bad("warmup_iters", f"fewer than max_iters={self.max_iters}")
         if self.input_size < 16 or self.input_size % 16:
             bad("input_size", "a positive multiple of 16 (112 for the published models)")
+        self.contexts()  # a malformed --ctx / --gpus fails here, naming the item
         if self.dtype == "float16" and not self.uses_gpu:
             bad("dtype", "float32 on CPU (float16 training needs GPUs: --gpus / --ctx gpu:0)")
 
@@ -281,9 +308,23 @@ class TrainConfig:
             return ",".join(f"gpu:{g.strip()}" for g in str(self.gpus).split(",") if g.strip())
         return self.ctx
 
+    def contexts(self, check=False):
+        """The devices of the run (:func:`~gluonfr.utils.context.parse_ctx` of :attr:`ctx_spec`).
+
+        ``check=True`` also requires the GPUs to exist (the training loop does).
+        """
+        from ..utils.context import parse_ctx
+
+        return parse_ctx(self.ctx_spec, check=check)
+
     @property
     def uses_gpu(self):
-        return "gpu" in self.ctx_spec.lower() or bool(self.gpus)
+        """Whether the run trains on GPUs: the one answer the defaults and checks use.
+
+        Decided from the parsed device list, so ``gpu:0``, ``--gpus 0`` and bare ids
+        (``--ctx 0,1``) all count.
+        """
+        return any(c.device_type == "gpu" for c in self.contexts())
 
     def chunks_per_device(self):
         """Micro-batches each device's batch runs as: ``batch_size / micro_batch``.
@@ -394,8 +435,98 @@ def _str_list(text):
     return [s.strip() for s in str(text).split(",") if s.strip()]
 
 
+#: Attribute of a parsed namespace listing the fields set by a flag on the command line.
+_EXPLICIT = "_gluonfr_explicit_fields"
+_RECORDING = {}
+
+
+def _record_explicit(action):
+    """Make ``action`` note its field in the namespace when its flag is given.
+
+    ``--config FILE`` values are overridden by the flags a person typed, including a flag
+    whose value equals the built-in default; argparse alone cannot tell those apart.
+    """
+    base = type(action)
+    if base not in _RECORDING:
+        def __call__(self, parser, namespace, values, option_string=None):
+            base.__call__(self, parser, namespace, values, option_string)
+            seen = set(getattr(namespace, _EXPLICIT, ()))
+            seen.add(self.dest)
+            setattr(namespace, _EXPLICIT, seen)
+
+        _RECORDING[base] = type("Recorded" + base.__name__, (base,), {"__call__": __call__})
+    action.__class__ = _RECORDING[base]
+    return action
+
+
+def recipe_names():
+    """Names of the shipped recipes (``--config NAME``)."""
+    if not os.path.isdir(RECIPES_DIR):
+        return []
+    return sorted(f[:-5] for f in os.listdir(RECIPES_DIR) if f.endswith(".toml"))
+
+
+def _read_toml(path):
+    try:
+        import tomllib
+    except ImportError:  # Python < 3.11
+        try:
+            import tomli as tomllib
+        except ImportError:
+            raise ValueError(f"--config {path}: reading TOML needs Python 3.11 or the tomli "
+                             "package (pip install tomli); or write the file as JSON") from None
+    with open(path, "rb") as f:
+        try:
+            return tomllib.load(f)
+        except tomllib.TOMLDecodeError as err:
+            raise ValueError(f"--config {path}: not valid TOML ({err})") from None
+
+
+def load_config_file(spec):
+    """Field values from a ``--config`` file: a TOML or JSON path, or a shipped recipe name.
+
+    Keys are :class:`TrainConfig` field names (``lr_steps = [100000, 160000]``); an unknown
+    key is an error naming the file and the closest field. Returns ``(path, dict)``.
+    """
+    path = os.fspath(spec)
+    if not os.path.isfile(path):
+        shipped = os.path.join(RECIPES_DIR, path + ".toml")
+        if os.path.sep in path or not os.path.isfile(shipped):
+            raise ValueError(f"--config {spec}: no such file, and not a shipped recipe ("
+                             + ", ".join(recipe_names()) + ")")
+        path = shipped
+    if path.endswith(".json"):
+        try:
+            with open(path, encoding="utf-8") as f:
+                values = json.load(f)
+        except ValueError as err:
+            raise ValueError(f"--config {path}: not valid JSON ({err})") from None
+    else:
+        values = _read_toml(path)
+    if not isinstance(values, dict):
+        raise ValueError(f"--config {path}: expected a table of TrainConfig fields")
+    names = [f.name for f in dataclasses.fields(TrainConfig)]
+    for key in values:
+        if key not in names:
+            import difflib
+
+            close = difflib.get_close_matches(str(key), names, n=1)
+            hint = f" (did you mean {close[0]!r}?)" if close else ""
+            raise ValueError(f"--config {path}: unknown field {key!r}{hint}")
+    out = dict(values)
+    for key, parse in (("lr_steps", _int_list), ("val_targets", _str_list),
+                       ("loss_kwargs", parse_kwargs)):
+        if isinstance(out.get(key), str):
+            out[key] = parse(out[key])
+    return path, out
+
+
 def add_arguments(parser):
-    """Add every :class:`TrainConfig` field to an ``argparse`` parser (``--kebab-case``)."""
+    """Add every :class:`TrainConfig` field to an ``argparse`` parser (``--kebab-case``).
+
+    Also ``--config FILE``: field values from a TOML / JSON file or a shipped recipe name
+    (see :func:`load_config_file`); flags given on the command line override the file.
+    """
     fields = TrainConfig.__dataclass_fields__
     default = {k: (v.default_factory() if v.default_factory is not dataclasses.MISSING
                    else v.default) for k, v in fields.items()}
@@ -403,13 +534,18 @@ def add_arguments(parser):
 
     def add(name, *flags, **kw):
         kw.setdefault("default", default[name])
-        group.add_argument(*flags, dest=name, **kw)
+        _record_explicit(group.add_argument(*flags, dest=name, **kw))
 
     def toggle(name, flag, help_on, help_off):
         both = group.add_mutually_exclusive_group()
-        both.add_argument(flag, dest=name, action="store_true", help=help_on)
-        both.add_argument("--no-" + flag[2:], dest=name, action="store_false", help=help_off)
+        _record_explicit(both.add_argument(flag, dest=name, action="store_true", help=help_on))
+        _record_explicit(both.add_argument("--no-" + flag[2:], dest=name, action="store_false",
+                                           help=help_off))
         parser.set_defaults(**{name: default[name]})
+
+    parser.add_argument("--config", "-c", metavar="FILE|RECIPE",
+                        help="TOML/JSON file of TrainConfig fields, or a shipped recipe ("
+                             + ", ".join(recipe_names()) + "); flags override it")
 
     group = parser.add_argument_group("model and loss")
     add("model", "--model", "-n",
@@ -454,6 +590,10 @@ def add_arguments(parser):
         help="random batches, or pk: P identities x K images (default: %(default)s)")
     add("pk_p", "--p", "--pk-p", type=int, help="identities per batch with --sampler pk")
     add("pk_k", "--k", "--pk-k", type=int, help="images per identity with --sampler pk")
+    add("skip_corrupt", "--skip-corrupt", type=int, metavar="N",
+        help="skip (and log) up to N corrupt records instead of stopping (default: 0)")
+    toggle("strict_data", "--strict-data", "JPEG corrupt-data warnings are errors",
+           "decode what libjpeg can, warnings only on stderr (default)")
     toggle("flip_augment", "--flip-augment", "random horizontal flips (default)",
            "no training-time flips")
 
@@ -464,8 +604,12 @@ def add_arguments(parser):
     add("wd", "--wd", type=float, help="weight decay (default: %(default)s)")
     toggle("no_wd", "--no-wd", "no weight decay on BN, biases and PReLU",
            "weight decay on every parameter (default)")
-    add("head_wd_mult", "--head-wd-mult", type=float,
+    add("head_wd_mult", "--head-wd-mult", "--fc-wd-mult", type=float,
         help="weight-decay multiplier of the class centres (insightface fc7 wd mult)")
+    add("head_lr_mult", "--head-lr-mult", "--fc-lr-mult", type=float,
+        help="learning-rate multiplier of the class centres (default: %(default)s)")
+    add("clip_grad", "--clip-grad", type=float, metavar="MAX_NORM",
+        help="clip the global gradient L2 norm (of the mean loss) to this; 0 = off")
     add("lr_mode", "--lr-mode", choices=LR_MODES, help="default: %(default)s")
     add("lr_steps", "--lr-steps", type=_int_list, help="iterations, e.g. 100000,160000")
     add("lr_factor", "--lr-factor", type=float, help="step factor (default: %(default)s)")
@@ -491,6 +635,8 @@ def add_arguments(parser):
         help="checkpoints kept besides the best (default: %(default)s)")
     add("resume", "--resume", nargs="?", const="latest",
         help="resume from the latest checkpoint in --save-dir, or from the given one")
+    toggle("overwrite", "--overwrite", "start afresh in a --save-dir holding another run "
+           "(its checkpoints are deleted)", "refuse a --save-dir with another run (default)")
     add("log_interval", "--log-interval", type=int, help="default: %(default)s")
     add("tensorboard", "--tensorboard",
         help="TensorBoard dir ('auto' = SAVE_DIR/tensorboard, 'none' = off)")
@@ -499,9 +645,17 @@ def add_arguments(parser):
 
 
 def config_from_args(args):
-    """Turn parsed arguments into a :class:`TrainConfig` (errors name the flag)."""
+    """Turn parsed arguments into a :class:`TrainConfig` (errors name the flag).
+
+    With ``--config``, the file's values replace the defaults of every flag not given on
+    the command line.
+    """
     values = {f.name: getattr(args, f.name) for f in dataclasses.fields(TrainConfig)
               if hasattr(args, f.name)}
+    if getattr(args, "config", None):
+        path, from_file = load_config_file(args.config)
+        explicit = getattr(args, _EXPLICIT, set())
+        values.update({k: v for k, v in from_file.items() if k not in explicit})
     try:
         return TrainConfig(**values)
     except ValueError as err:

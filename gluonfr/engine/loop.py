@@ -36,15 +36,23 @@ from .config import TrainConfig
 from .distributed import DistGradientReducer, create_kvstore
 from .head import build_heads
 from .optim import (
+    clip_global_norm,
+    count_skipped_update,
     load_optimizer_states,
+    loss_scaler_state,
     make_lr_scheduler,
     make_optimizer,
+    restore_loss_scaler,
     save_optimizer_states,
     set_num_update,
     set_wd_mult,
 )
 
 __all__ = ["train", "TrainLoop", "NonFiniteLossError", "build_backbone"]
+
+
+#: Offset between the MXNet seeds of distributed workers (rank r draws from seed + r * stride).
+_RANK_SEED_STRIDE = 7919
 
 
 class NonFiniteLossError(FloatingPointError):
@@ -157,7 +165,9 @@ class TrainLoop:
 
             amp.init(target_dtype="float16")  # before any network is built
         seed = int(cfg.seed)
-        mx.random.seed(seed)
+        # data order and augmentation come from `seed` alone (they are global); MXNet's own
+        # draws (dropout) differ per worker, or every worker would drop the same units
+        mx.random.seed(seed + _RANK_SEED_STRIDE * self.rank)
 
         # -- data ----------------------------------------------------------------------------
         if dataset is None:
@@ -168,7 +178,9 @@ class TrainLoop:
         self.global_batch = self.worker_batch * self.num_kv_workers
         loader_kw = dict(num_workers=cfg.num_workers, seed=seed,
                          augmentation=TrainAugmentation(flip=cfg.flip_augment),
-                         image_size=(cfg.input_size, cfg.input_size))
+                         image_size=(cfg.input_size, cfg.input_size),
+                         strict=cfg.strict_data, skip_corrupt=cfg.skip_corrupt,
+                         logger=self.logger)
         if cfg.sampler == "pk":
             if self.num_kv_workers > 1:
                 raise ValueError("--sampler pk is not supported with distributed kvstores")
@@ -210,7 +222,8 @@ class TrainLoop:
         # -- optimiser -----------------------------------------------------------------------
         self.wd_mults = set_wd_mult(self.backbone.collect_params(),
                                     self.main_head.collect_params(), cfg.no_wd,
-                                    cfg.head_wd_mult)
+                                    cfg.head_wd_mult,
+                                    cfg.head_lr_mult)
         self.lr_scheduler = make_lr_scheduler(
             cfg.lr_mode, cfg.lr, self.max_iters, cfg.warmup_iters, cfg.warmup_lr, cfg.lr_steps,
             cfg.lr_factor, cfg.lr_power, cfg.target_lr)
@@ -247,6 +260,7 @@ class TrainLoop:
         self._pending = []  # per-iteration (iteration, [(loss_sum, hits)] per device)
         self._window = {"loss": 0.0, "hits": 0.0, "samples": 0}
         self._checked_iter = 0
+        self.amp_skipped = 0  # float16 updates the loss scaler skipped (overflow)
         if resume is not None:
             self._restore(resume)
         self.writer = make_summary_writer(cfg.tensorboard_dir) if self.is_chief else None
@@ -299,7 +313,9 @@ class TrainLoop:
                              f"model / loss ({str(err).splitlines()[0]})") from None
         load_optimizer_states(self.trainer, paths["states"])
         it = int(meta["iteration"])
-        set_num_update(self.trainer.optimizer, it)
+        set_num_update(self.trainer.optimizer, it)  # skipped AMP steps are counted too
+        restore_loss_scaler(self.trainer, meta.get("loss_scaler"))
+        self.amp_skipped = int(meta.get("amp_skipped_steps", 0))
         self.iteration = it
         self.epoch = int(meta["epoch"])
         self.batch_in_epoch = int(meta["batch_in_epoch"])
@@ -317,9 +333,24 @@ class TrainLoop:
                          f"{self.learning_rate:.6g})")
 
     def _reseed(self):
-        """Re-seed MXNet's generator from (seed, iteration): dropout draws after a checkpoint
-        are the same whether the run continued or was resumed from it."""
-        mx.random.seed((int(self.cfg.seed) * 1000003 + self.iteration) % (2 ** 31))
+        """Re-seed MXNet's generator from (seed, rank, iteration): dropout draws after a
+        checkpoint are the same whether the run continued or was resumed from it.
+
+        Every distributed worker does this at the same iterations (see :meth:`_reseed_due`),
+        not only the one that writes the checkpoint, since every worker restores from it.
+        """
+        mx.random.seed((int(self.cfg.seed) * 1000003 + self.iteration
+                        + _RANK_SEED_STRIDE * self.rank) % (2 ** 31))
+
+    def _reseed_due(self):
+        """Whether this iteration may have written a checkpoint (periodic or best-so-far).
+
+        Known on every worker from the configuration alone: the best checkpoint can only be
+        written where verification runs, and verification results exist only on rank 0.
+        """
+        it, last = self.iteration, self.iteration == self.max_iters
+        return any(n > 0 and (it % n == 0 or last)
+                   for n in (self.cfg.save_interval, self.cfg.val_interval))
 
     def save_checkpoint(self):
         """Write a checkpoint of the current iteration (see :mod:`.checkpoint`)."""
@@ -337,6 +368,7 @@ class TrainLoop:
                       "index)", "mxnet": "reseeded from (seed, iteration) at each checkpoint"},
             "best_val": self.best_val, "best_score": self.best_score, "last_val": self.last_val,
             "wd_mult": self.wd_mults, "config": self.cfg.to_dict(), "time": time.time(),
+            "loss_scaler": loss_scaler_state(self.trainer), "amp_skipped_steps": self.amp_skipped,
         }
         path = self.checkpoints.save(self.iteration, self.backbone, self.main_head,
                                      lambda p: save_optimizer_states(self.trainer, p), meta)
@@ -416,7 +448,7 @@ class TrainLoop:
             with autograd.record():
                 chunk = [head(self.backbone(x), y) for x, y in zip(xs, ys)]
                 losses = [loss for loss, _ in chunk]
-                if self.cfg.dtype == "float16":
+                if getattr(self.trainer, "_amp_loss_scaler", None) is not None:
                     from mxnet.contrib import amp
 
                     with amp.scale_loss(losses, self.trainer) as scaled:
@@ -424,16 +456,38 @@ class TrainLoop:
                 else:
                     autograd.backward(losses)
             outs += chunk
-        if self._reduce_dist is not None:
-            self._reduce_dist()
-            self.trainer.update(self.global_batch)
-        else:
-            self.trainer.step(self.global_batch)
+        self._update()
         sums = [(loss.sum(), hit.sum()) for loss, hit in outs]
         if self.chunks > 1:  # one (loss, hits) pair per device, summed over the chunks
             d = len(self.ctx)
             sums = [tuple(mx.nd.add_n(*q) for q in zip(*sums[i::d])) for i in range(d)]
         self._pending.append((self.iteration + 1, sums))
+
+    def _update(self):
+        """All-reduce, clip (``--clip-grad``) and apply the gradients; count AMP skips."""
+        trainer, cfg = self.trainer, self.cfg
+        scaler = getattr(trainer, "_amp_loss_scaler", None)
+        before = trainer.optimizer.num_update
+        if self._reduce_dist is None and not cfg.clip_grad:
+            trainer.step(self.global_batch)
+        else:
+            if self._reduce_dist is not None:
+                self._reduce_dist()
+            else:
+                trainer.allreduce_grads()
+            if cfg.clip_grad:
+                # AMP's gradients carry the loss scale; the clip is on the true gradient
+                scale = scaler.loss_scale if scaler is not None else 1.0
+                clip_global_norm(list(self.params.values()), cfg.clip_grad,
+                                 self.global_batch * scale)
+            trainer.update(self.global_batch)
+        if scaler is not None and trainer.optimizer.num_update == before:
+            # the scaler found inf/NaN gradients and MXNet skipped the update
+            count_skipped_update(trainer.optimizer)
+            self.amp_skipped += 1
+            self.logger.warning(f"iteration {self.iteration + 1}: float16 gradients "
+                                f"overflowed, update skipped ({self.amp_skipped} so far); loss "
+                                f"scale {scaler.loss_scale:g} -> {scaler._next_loss_scale:g}")
 
     def run(self):
         """Train to ``max_iters``; returns a summary dict (see :func:`train`)."""
@@ -464,6 +518,8 @@ class TrainLoop:
                     self.epoch, self.batch_in_epoch = self.epoch + 1, 0
                 for cb in self.callbacks:
                     cb.on_iteration_end(self)
+                if self._reseed_due():
+                    self._reseed()
             self.sync_metrics()
         finally:
             for cb in self.callbacks:

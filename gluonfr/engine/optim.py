@@ -4,20 +4,22 @@ Optimiser states (momentum buffers, Adam moments, float32 master weights) are wr
 ``mx.nd.save`` as a flat ``{"<param index>/<slot>": NDArray}`` dict, not with
 ``Trainer.save_states`` (a pickle of the whole optimiser): loading them never unpickles anything.
 """
+import math
 import re
 
 import mxnet as mx
 from gluoncv.utils import LRScheduler, LRSequential
 
 __all__ = ["NO_WD_PATTERN", "set_wd_mult", "make_lr_scheduler", "make_optimizer",
-           "save_optimizer_states", "load_optimizer_states", "set_num_update"]
+           "save_optimizer_states", "load_optimizer_states", "set_num_update",
+           "clip_global_norm", "loss_scaler_state", "restore_loss_scaler", "count_skipped_update"]
 
 # BatchNorm scale/shift, biases and PReLU slopes (gluon names the slope "alpha")
 NO_WD_PATTERN = r".*(_gamma|_beta|_bias|_alpha)$"
 
 
-def set_wd_mult(backbone_params, head_params, no_wd=False, head_wd_mult=1.0):
-    """Set ``wd_mult`` on parameters before the ``Trainer`` is built.
+def set_wd_mult(backbone_params, head_params, no_wd=False, head_wd_mult=1.0, head_lr_mult=1.0):
+    """Set ``wd_mult`` (and the head's ``lr_mult``) on parameters before the ``Trainer`` is built.
 
     Parameters
     ----------
@@ -27,6 +29,8 @@ def set_wd_mult(backbone_params, head_params, no_wd=False, head_wd_mult=1.0):
         Turn weight decay off on BatchNorm gamma/beta, biases and PReLU slopes.
     head_wd_mult : float
         Multiplier of the head's weight matrices (the class centres).
+    head_lr_mult : float
+        Learning-rate multiplier of the head's weight matrices (insightface's ``fc7_lr_mult``).
 
     Returns
     -------
@@ -44,6 +48,7 @@ def set_wd_mult(backbone_params, head_params, no_wd=False, head_wd_mult=1.0):
             p.wd_mult = mult
             if mult != 1.0:
                 changed[name] = mult
+            p.lr_mult = float(head_lr_mult) if is_head and name.endswith("weight") else 1.0
     return changed
 
 
@@ -154,6 +159,8 @@ def save_optimizer_states(trainer, path):
 def load_optimizer_states(trainer, path):
     """Load :func:`save_optimizer_states` output into every device's updater."""
     saved = mx.nd.load(path)
+    if isinstance(saved, list) and not saved:
+        saved = {}  # written before any update (mx.nd.save of an empty dict reads as [])
     if not isinstance(saved, dict):
         raise ValueError(f"{path}: expected a dict of optimizer states")
     optimizer = trainer._optimizer
@@ -187,3 +194,71 @@ def set_num_update(optimizer, num_update):
     optimizer.num_update = int(num_update)
     optimizer._all_index_update_counts = {0: {}}
     optimizer._index_update_count = optimizer._all_index_update_counts[0]
+
+
+def clip_global_norm(params, max_norm, batch_size):
+    """Scale all gradients so the gradient of the mean loss has global L2 norm <= ``max_norm``.
+
+    The loop's losses are per-sample sums and the optimiser divides by the batch size
+    (``rescale_grad``), so the norm that matters is ``||g|| / batch_size``; it is taken over
+    every trainable parameter together, on the first device (after the all-reduce every
+    device holds the same sums). Returns that norm (a host float: one device sync).
+
+    Parameters
+    ----------
+    params : list of Parameter
+    max_norm : float
+    batch_size : int
+        The global batch the update divides by.
+    """
+    grads = [p.list_grad() for p in params if p.grad_req != "null" and p._grad is not None]
+    if not grads:
+        return 0.0
+    first = [g[0] for g in grads]
+    sq = mx.nd.add_n(*[mx.nd.sum(mx.nd.square(g.astype("float32"))).as_in_context(
+        first[0].context) for g in first])
+    norm = float(mx.nd.sqrt(sq).asscalar()) / float(batch_size)
+    if norm > max_norm and math.isfinite(norm):  # inf / NaN are left to the NaN checks
+        scale = max_norm / norm
+        for per_device in grads:
+            for g in per_device:
+                g *= scale
+    return norm
+
+
+def loss_scaler_state(trainer):
+    """The dynamic loss scaler's state (AMP), or ``None`` when the trainer has none.
+
+    MXNet keeps it in private attributes of ``trainer._amp_loss_scaler``; a resumed run
+    that starts again at 2**16 would re-learn the scale with a burst of skipped steps.
+    """
+    scaler = getattr(trainer, "_amp_loss_scaler", None)
+    if scaler is None:
+        return None
+    return {"loss_scale": float(scaler._loss_scale),
+            "next_loss_scale": float(scaler._next_loss_scale),
+            "unskipped": int(scaler._unskipped)}
+
+
+def restore_loss_scaler(trainer, state):
+    """Put a :func:`loss_scaler_state` back (no-op without a scaler or a saved state)."""
+    scaler = getattr(trainer, "_amp_loss_scaler", None)
+    if scaler is None or not state:
+        return
+    scaler._loss_scale = float(state["loss_scale"])
+    scaler._next_loss_scale = float(state["next_loss_scale"])
+    scaler._unskipped = int(state["unskipped"])
+
+
+def count_skipped_update(optimizer):
+    """Advance the update counters for a step the loss scaler skipped (overflow).
+
+    MXNet skips the update without counting it, so ``num_update`` (which drives the lr
+    schedule) would fall behind the iteration and a resumed run, restarted at the
+    iteration, would jump ahead in the schedule. Counting it keeps both in step; the
+    per-parameter counts (Adam's bias correction) advance alike.
+    """
+    optimizer.num_update += 1
+    for counts in optimizer._all_index_update_counts.values():
+        for index in counts:
+            counts[index] += 1

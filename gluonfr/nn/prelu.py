@@ -13,10 +13,11 @@ values equal ``nn.PReLU``'s up to float rounding (exact where x <= 0, one roundi
 ``alpha*x + (1-alpha)*x`` where x > 0); the gradients are the exact gradients of the
 expression (for ``alpha`` BatchNorm's gamma gradient, ``sum(dy * x)`` and ``-sum(dy * relu(x))``).
 
-Parameter names and files are those of ``nn.PReLU`` (one ``alpha`` of shape (C,)), so
-checkpoints move freely between the two. ONNX export (:func:`gluonfr.utils.export_onnx`)
-traces the plain ``LeakyReLU(act_type='prelu')`` form (:func:`native_prelu`), which ONNX
-runtimes have a fused kernel for.
+On GPU contexts the block runs the native op instead (:meth:`PReLU.native_for`): the slow
+kernel is a CPU problem. Parameter names and files are those of ``nn.PReLU`` (one ``alpha``
+of shape (C,)), so checkpoints move freely between the two. ONNX export
+(:func:`gluonfr.utils.export_onnx`) traces the plain ``LeakyReLU(act_type='prelu')`` form
+(:func:`native_prelu`), which ONNX runtimes have a fused kernel for.
 """
 import contextlib
 import warnings
@@ -88,8 +89,27 @@ class PReLU(HybridBlock):
         # like BatchNorm's own scale and shift, the slopes stay float32 under float16
         super().cast("float32" if str(dtype) == "float16" else dtype)
 
+    @staticmethod
+    def native_for(contexts):
+        """Whether the plain ``LeakyReLU('prelu')`` op is the formulation for these devices.
+
+        The oneDNN rewrite exists for MXNet's slow CPU kernel; on GPUs the native op has a
+        CUDA kernel and the rewrite would only add work. A mixed CPU/GPU list keeps the
+        rewrite (one graph serves every device).
+        """
+        contexts = list(contexts)
+        return bool(contexts) and all(c.device_type == "gpu" for c in contexts)
+
+    def _parameter_contexts(self):
+        try:
+            return self.alpha.list_ctx()
+        except RuntimeError:  # deferred or not initialised: decided again when it is
+            return []
+
     def hybrid_forward(self, F, x, alpha):
-        if self._native:
+        # decided when the graph is traced, from where the slopes live; moving the network
+        # between CPU and GPU afterwards needs net.hybridize() again (it always does in Gluon)
+        if self._native or self.native_for(self._parameter_contexts()):
             return F.LeakyReLU(x, gamma=alpha, act_type="prelu")
         if F.__name__.endswith("symbol"):
             zero, one = (p.var() for p in self._constants)
