@@ -27,6 +27,7 @@ CONSOLE_SCRIPTS = [
     "gluonfr-eval=gluonfr.cli.eval:main",
     "gluonfr-eval-ijb=gluonfr.cli.eval_ijb:main",
     "gluonfr-export-onnx=gluonfr.cli.export_onnx:main",
+    "gluonfr-import=gluonfr.cli.import_:main",
     "gluonfr-launch-dist=gluonfr.cli.launch_dist:main",
     "gluonfr-pack-bin=gluonfr.cli.pack_bin:main",
     "gluonfr-pack-rec=gluonfr.cli.pack_rec:main",

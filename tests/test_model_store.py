@@ -69,7 +69,9 @@ def store(published, tmp_path, monkeypatch):
 
 def test_publish_names_the_file_by_its_sha1(published):
     info = published["info"]
-    assert os.listdir(os.path.dirname(info["path"])) == [info["file_name"]]  # no temporary
+    # no temporary; the local index beside the file (publish_model's entry)
+    assert sorted(os.listdir(os.path.dirname(info["path"]))) == sorted([info["file_name"],
+                                                                        "index.json"])
     assert info["sha1"] == _sha1(info["path"])
     assert info["file_name"] == f"mobilefacenet-{info['sha1'][:8]}.params"
     assert info["entry"] == f'"mobilefacenet": "{info["sha1"]}",'
@@ -149,7 +151,7 @@ def test_corrupted_store_file_raises_and_leaves_nothing(store):
 
 
 def test_unknown_or_unpublished_names(store):
-    with pytest.raises(ValueError, match="no pretrained parameters .* 'iresnet18'"):
+    with pytest.raises(ValueError, match="no pretrained weights .* 'iresnet18'"):
         get_model("iresnet18", pretrained=True, root=str(store["cache"]))
     with pytest.raises(ValueError, match="mobilefacenet"):
         get_model("mobilefacenets", pretrained=True)
@@ -210,7 +212,7 @@ def test_publish_script_prints_the_entry(tmp_path, monkeypatch, capsys):
         runpy.run_path(PUBLISH_SCRIPT, run_name="__main__")
     assert exit_.value.code == 0
     out = capsys.readouterr().out
-    (name,) = os.listdir(tmp_path / "out")
+    (name,) = [n for n in os.listdir(tmp_path / "out") if n != "index.json"]
     sha1 = _sha1(tmp_path / "out" / name)
     assert name == f"mobilefacenet-{sha1[:8]}.params"
     assert f'"mobilefacenet": "{sha1}",' in out

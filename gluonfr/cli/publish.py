@@ -4,10 +4,11 @@ can load them.
     gluonfr-publish runs/mobilefacenet-120000.params --model mobilefacenet \
         --out-dir store/
 
-writes ``store/mobilefacenet-<sha1[:8]>.params`` (backbone only, float32) and prints the
-line to add to ``_model_sha1`` in ``gluonfr/model_zoo/model_store.py``. Upload the file to
-the store (``GLUONFR_REPO_URL``, by default the release page in ``DEFAULT_REPO_URL``); to try
-it locally first, point ``GLUONFR_REPO_URL`` at the output folder.
+writes ``store/mobilefacenet-<sha1[:8]>.params`` (backbone only, float32) with an entry in
+``store/index.json`` (the local index ``gluonfr-import`` writes too) and prints the line to
+add to ``_model_sha1`` in ``gluonfr/model_zoo/model_store.py``. ``--out-dir`` the cache
+folder (``$GLUONFR_HOME/models``) makes ``get_model(name, pretrained=True)`` load it on this
+machine at once; for others, upload the file to a store and set ``GLUONFR_REPO_URL``.
 """
 import sys
 
@@ -29,6 +30,8 @@ def parse_args(argv=None):
                              "architecture's)")
     parser.add_argument("--width-mult", type=float, default=None,
                         help="MobileFaceNet width multiplier the model was trained with")
+    parser.add_argument("--tag", default=None,
+                        help="tag of the index entry (default: the file's stem)")
     parser.add_argument("--json", default=None,
                         help="also write the registry entry to this JSON file")
     return parser.parse_args(argv)
@@ -42,7 +45,7 @@ def main(argv=None):
         kwargs["embedding_size"] = args.embedding_size
     if args.width_mult is not None:
         kwargs["width_mult"] = args.width_mult
-    info = publish_model(args.params, args.model, out_dir=args.out_dir, **kwargs)
+    info = publish_model(args.params, args.model, out_dir=args.out_dir, tag=args.tag, **kwargs)
     if info["dropped"]:
         print(f"left out {len(info['dropped'])} parameters that are not the backbone's: "
               f"{', '.join(info['dropped'][:5])}{' ...' if len(info['dropped']) > 5 else ''}")

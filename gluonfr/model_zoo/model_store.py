@@ -1,11 +1,15 @@
 """The model store: sha1-verified backbone parameter files, fetched once into a local cache.
 
 A published model is one entry of :data:`_model_sha1` (registry name -> sha1 of the file)
-plus the file ``<name>-<sha1[:8]>.params`` (GluonCV's naming) at the store's base URL:
-``$GLUONFR_REPO_URL`` if set (``http(s)://``, ``file://`` or a plain folder), else
-:data:`DEFAULT_REPO_URL`. Files are cached under the same name in ``root``, else
-``$GLUONFR_HOME/models``, else ``~/.gluonfr/models``. :func:`publish_model` turns a trained
-parameter file into a store file and its registry entry.
+plus the file ``<name>-<sha1[:8]>.params`` (GluonCV's naming) at the store's base URL
+``$GLUONFR_REPO_URL`` (``http(s)://``, ``file://`` or a plain folder; no default: this
+project publishes no weights yet). Files are cached under the same name in ``root``, else
+``$GLUONFR_HOME/models``, else ``~/.gluonfr/models``.
+
+Weights imported with ``gluonfr-import`` (:func:`store_network`) or written by
+:func:`publish_model` are recorded in the cache folder's local index
+(:mod:`.store_index`), with their constructor arguments and model card, and found by
+:func:`get_model_file` under their name and tag.
 """
 import hashlib
 import logging
@@ -22,12 +26,13 @@ from tqdm import tqdm
 from .registry import get_constructor
 
 __all__ = ["get_model_file", "get_third_party_file", "publish_model", "purge", "short_hash",
-           "file_sha1", "model_file_name", "ChecksumError", "DEFAULT_REPO_URL"]
+           "file_sha1", "model_file_name", "ChecksumError", "DEFAULT_REPO_URL",
+           "store_network", "get_model_card", "find_entry", "no_weights_message"]
 
 logger = logging.getLogger(__name__)
 
-#: Where released gluonfr weights are to be hosted (overridden by ``$GLUONFR_REPO_URL``).
-DEFAULT_REPO_URL = "https://github.com/gluonfr/gluonfr/releases/download/models/"
+#: The store's base URL when ``$GLUONFR_REPO_URL`` is unset: none, as no weights are published.
+DEFAULT_REPO_URL = None
 
 #: Published backbones: registry name -> sha1 (hex) of ``<name>-<sha1[:8]>.params``.
 #: An entry is added only when the file is uploaded to the store; see ``publish_model``.
@@ -59,11 +64,23 @@ def short_hash(name):
     """
     key = name.lower()
     if key not in _model_sha1:
-        published = ", ".join(sorted(_model_sha1)) or "none yet"
-        raise ValueError(f"no pretrained parameters are published for model {name!r} "
-                         f"(published: {published}). Train it, then make a store file with "
-                         f"scripts/publish_model.py")
+        raise ValueError(no_weights_message(name))
     return _model_sha1[key][:8]
+
+
+def no_weights_message(name, root=None):
+    """What to do when ``pretrained=True`` finds no weights for ``name``."""
+    from .store_index import index_path
+
+    published = ", ".join(sorted(_model_sha1)) or "none yet"
+    return (f"no pretrained weights for model {name!r}: the built-in store table publishes "
+            f"{published}, and the local index {index_path(root)} has none for it. Import "
+            f"weights you have: 'gluonfr-import model-y1-test2/model,0' (an insightface "
+            f"MXNet checkpoint), 'gluonfr-import backbone.pth' or 'gluonfr-import "
+            f"w600k_r50.onnx' (arcface_torch), then get_model(<the printed name>, "
+            f"pretrained=True); or train one and run gluonfr-publish --out-dir into the "
+            f"cache; or set GLUONFR_REPO_URL to a store that holds {name.lower()}-<sha1[:8]>"
+            f".params listed in model_store._model_sha1.")
 
 
 def model_file_name(name):
@@ -79,8 +96,12 @@ def _cache_dir(root):
     return os.path.abspath(os.path.expanduser(root))
 
 
-def _repo_url():
-    return os.environ.get("GLUONFR_REPO_URL") or DEFAULT_REPO_URL
+def _repo_url(name):
+    url = os.environ.get("GLUONFR_REPO_URL") or DEFAULT_REPO_URL
+    if not url:
+        raise OSError(f"{name!r} is in the store table but no store is set: "
+                      f"set GLUONFR_REPO_URL to the store's URL or folder")
+    return url
 
 
 def _file_url(base, file_name, var="GLUONFR_REPO_URL"):
@@ -130,18 +151,48 @@ def _download(url, path, sha1, var="GLUONFR_REPO_URL"):
             os.remove(tmp)
 
 
-def get_model_file(name, root=None):
+def find_entry(name, tag=None, root=None):
+    """The local-index entry for ``name`` (and ``tag``), or None (see :mod:`.store_index`).
+
+    With ``tag=None`` a name that the built-in table publishes resolves there (None here).
+    """
+    from .store_index import lookup
+
+    if tag is None and name.lower() in _model_sha1:
+        return None
+    return lookup(name, tag, root)
+
+
+def _local_file(entry, root):
+    path = os.path.join(_cache_dir(root), entry["file_name"])
+    if not os.path.exists(path):
+        raise OSError(f"{path} is missing, though the local index records it for "
+                      f"{entry['name']!r} (tag {entry['tag']!r}); import the weights again")
+    actual = file_sha1(path)
+    if actual != entry["sha1"]:
+        raise ChecksumError(f"{path} has sha1 {actual}, but the local index records "
+                            f"{entry['sha1']} for {entry['name']!r} (tag {entry['tag']!r}): "
+                            f"the file was modified or corrupted; refusing to load it. "
+                            f"Import the weights again.")
+    return path
+
+
+def get_model_file(name, root=None, tag=None):
     """Path of the sha1-verified parameter file of model ``name``, fetched when missing.
 
-    A cached file whose sha1 does not match (corrupted, truncated or stale) is deleted and
-    fetched again.
+    Weights in the local index (imported or published into the cache) are found by name and
+    ``tag``; a local file whose sha1 does not match the index is refused. A cached file of
+    the built-in table whose sha1 does not match (corrupted, truncated or stale) is deleted
+    and fetched again.
 
     Parameters
     ----------
     name : str
-        Registry name of a published model.
+        Model name: a registry name, or a name given to ``gluonfr-import --name``.
     root : str, optional
         Cache folder; default ``$GLUONFR_HOME/models``, else ``~/.gluonfr/models``.
+    tag : str, optional
+        Which of several stored weights of ``name``.
 
     Returns
     -------
@@ -151,12 +202,18 @@ def get_model_file(name, root=None):
     Raises
     ------
     ValueError
-        No parameters are published for ``name``.
+        No weights are published or stored for ``name`` (the message says how to get them).
     OSError
         The file cannot be fetched from the store.
     ChecksumError
-        The fetched file does not match the published sha1 (it is deleted).
+        The fetched file does not match the published sha1 (it is deleted), or a locally
+        stored file does not match the index (refused).
     """
+    entry = find_entry(name, tag, root)
+    if entry is not None:
+        return _local_file(entry, root)
+    if tag is not None or name.lower() not in _model_sha1:
+        raise ValueError(no_weights_message(name, root))
     file_name = model_file_name(name)
     sha1 = _model_sha1[name.lower()]
     path = os.path.join(_cache_dir(root), file_name)
@@ -166,7 +223,7 @@ def get_model_file(name, root=None):
         logger.warning("%s does not match its published sha1 %s (corrupted or stale); "
                        "deleting it and fetching it again", path, sha1)
         os.remove(path)
-    url = _file_url(_repo_url(), file_name)
+    url = _file_url(_repo_url(name), file_name)
     logger.info("fetching %s from %s", file_name, url)
     _download(url, path, sha1)
     return path
@@ -243,14 +300,130 @@ def _structural_params(net):
     return net._collect_params_with_prefix()
 
 
-def publish_model(params_file, name, out_dir=".", **model_kwargs):
+def _save_named_by_sha1(save, key, out_dir, check=None):
+    """Write a parameter file with ``save(path)`` as ``out_dir/<key>-<sha1[:8]>.params``.
+
+    The name depends on the bytes, so the file is written to a temporary name in
+    ``out_dir``, checked by ``check(path)`` when given, hashed, then renamed; nothing is
+    left behind on error. Returns (sha1, file name, path).
+    """
+    out_dir = os.path.abspath(out_dir)
+    os.makedirs(out_dir, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix="." + key + ".", suffix=".part", dir=out_dir)
+    os.close(fd)
+    try:
+        save(tmp)
+        if check is not None:
+            check(tmp)
+        sha1 = file_sha1(tmp)
+        file_name = f"{key}-{sha1[:8]}.params"
+        path = os.path.join(out_dir, file_name)
+        os.replace(tmp, path)
+    finally:
+        if os.path.exists(tmp):
+            os.remove(tmp)
+    return sha1, file_name, path
+
+
+def _entry(name, tag, arch, kwargs, sha1, file_name, card):
+    from .store_index import clean_tag
+
+    return {"name": name, "tag": clean_tag(tag), "arch": arch,
+            "kwargs": {k: list(v) if isinstance(v, tuple) else v for k, v in kwargs.items()},
+            "sha1": sha1, "file_name": file_name, "card": card or {}}
+
+
+def store_network(net, name=None, tag=None, card=None, root=None):
+    """Store an imported network's weights in the cache with an entry in the local index.
+
+    Afterwards ``get_model(name, pretrained=True)`` (or ``pretrained=tag`` when ``name`` has
+    several weights) rebuilds it, on any machine that shares the cache folder.
+
+    Parameters
+    ----------
+    net : HybridBlock
+        A network from :func:`gluonfr.model_zoo.import_model` (its ``import_info`` names
+        the architecture and constructor arguments).
+    name : str, optional
+        Name for ``get_model``; default the architecture's (e.g. ``'iresnet50'``). Another
+        name (``'w600k_r50'``) becomes an alias of that architecture.
+    tag : str, optional
+        Tag of these weights; default from the source's file or folder name.
+    card : dict, optional
+        The model card (see :mod:`.cards`).
+    root : str, optional
+        Cache folder.
+
+    Returns
+    -------
+    dict
+        The index entry (``name``, ``tag``, ``arch``, ``kwargs``, ``sha1``, ``file_name``,
+        ``card``) plus ``path``.
+    """
+    from .registry import get_model_list
+    from .store_index import record
+
+    info = net.import_info
+    arch = info["name"]
+    key = (name or arch).lower()
+    if key != arch and key in get_model_list():
+        raise ValueError(f"--name {key!r} is another registered architecture; the weights "
+                         f"are a {arch}: use {arch!r} or a new name")
+    if tag is None:
+        source = os.fspath(info["source"]).rstrip("/\\")
+        base = os.path.basename(source.split(",")[0])
+        parent = os.path.basename(os.path.dirname(source))
+        stem = os.path.splitext(base)[0]
+        tag = parent if stem in ("model", "backbone", "") and parent else stem
+    folder = _cache_dir(root)
+    sha1, file_name, path = _save_named_by_sha1(net.save_parameters, key, folder)
+    entry = record(_entry(key, tag, arch, info["kwargs"], sha1, file_name, card), root=folder)
+    return dict(entry, path=path)
+
+
+def get_model_card(name, tag=None, root=None):
+    """The model card of stored weights: source, training set, head and margins, input
+    colour order and normalisation, alignment, embedding size, licence, published accuracy.
+
+    Parameters
+    ----------
+    name : str
+        Model name (as for ``get_model(name, pretrained=True)``).
+    tag : str, optional
+        Which of several stored weights.
+    root : str, optional
+        Cache folder.
+
+    Returns
+    -------
+    dict
+
+    Raises
+    ------
+    ValueError
+        No weights (and so no card) for ``name``; the message says how to get them.
+    """
+    from .cards import BUILTIN_CARDS
+
+    entry = find_entry(name, tag, root)
+    if entry is not None:
+        return dict(entry["card"], name=entry["name"], tag=entry["tag"], sha1=entry["sha1"])
+    key = name.lower()
+    if tag is None and key in _model_sha1:
+        return dict(BUILTIN_CARDS.get(key, {}), name=key, sha1=_model_sha1[key])
+    raise ValueError(no_weights_message(name, root))
+
+
+def publish_model(params_file, name, out_dir=".", tag=None, card=None, **model_kwargs):
     """Turn a trained parameter file into a model-store file and its registry entry.
 
     The backbone's parameters are picked out of ``params_file``, which may be a backbone
     file from ``save_parameters`` or the file of a larger training network that holds the
     backbone as a child (the classifier and anything else are dropped). They are checked
     against the architecture ``name`` builds (every parameter present, with its shape),
-    stored as float32, and written to ``out_dir/<name>-<sha1[:8]>.params``.
+    stored as float32, and written to ``out_dir/<name>-<sha1[:8]>.params``, with an entry in
+    ``out_dir``'s local index (as ``gluonfr-import`` writes): publishing into the cache
+    folder makes ``get_model(name, pretrained=True)`` load it at once.
 
     Parameters
     ----------
@@ -260,6 +433,10 @@ def publish_model(params_file, name, out_dir=".", **model_kwargs):
         Registry name of the architecture.
     out_dir : str
         Folder for the store file.
+    tag : str, optional
+        Tag of the entry; default the file's stem.
+    card : dict, optional
+        Model card of the weights (training set, head, ...).
     **model_kwargs
         Constructor arguments the model was trained with (e.g. ``embedding_size``).
 
@@ -267,13 +444,16 @@ def publish_model(params_file, name, out_dir=".", **model_kwargs):
     -------
     dict
         ``name``, ``sha1``, ``file_name``, ``path``, ``dropped`` (names of the parameters
-        left out) and ``entry`` (the line for :data:`_model_sha1`).
+        left out), ``entry`` (the line for :data:`_model_sha1`) and ``index`` (the local
+        index entry).
 
     Raises
     ------
     ValueError
         The file does not hold the backbone's parameters with the right shapes.
     """
+    from .store_index import record
+
     key = name.lower()
     net = get_constructor(key)(**model_kwargs)
     wanted = _structural_params(net)
@@ -294,22 +474,16 @@ def publish_model(params_file, name, out_dir=".", **model_kwargs):
         arrays[pname] = array.astype("float32", copy=False)
     dropped = sorted(set(loaded) - {prefix + p for p in wanted})
 
-    out_dir = os.path.abspath(out_dir)
-    os.makedirs(out_dir, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=key + ".", suffix=".part", dir=out_dir)
-    os.close(fd)
-    try:
-        mx.nd.save(tmp, arrays)
-        net.load_parameters(tmp)  # the file must load, strictly, into the architecture
-        sha1 = file_sha1(tmp)
-        file_name = f"{key}-{sha1[:8]}.params"
-        path = os.path.join(out_dir, file_name)
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.remove(tmp)
+    # the file must load, strictly, into the architecture
+    sha1, file_name, path = _save_named_by_sha1(lambda p: mx.nd.save(p, arrays), key, out_dir,
+                                                check=net.load_parameters)
+    card = dict(card or {}, source=os.path.basename(params_file), format="gluonfr",
+                architecture=key)
+    tag = tag or os.path.splitext(os.path.basename(params_file))[0]
+    index = record(_entry(key, tag, key, model_kwargs, sha1, file_name, card),
+                   root=os.path.abspath(out_dir))
     return {"name": key, "sha1": sha1, "file_name": file_name, "path": path,
-            "dropped": dropped, "entry": f'"{key}": "{sha1}",'}
+            "dropped": dropped, "entry": f'"{key}": "{sha1}",', "index": index}
 
 
 def _find_prefix(loaded, wanted, params_file, name):

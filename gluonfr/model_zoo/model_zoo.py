@@ -1,8 +1,8 @@
 """``get_model``: build a registered network, initialised or with published parameters."""
 import mxnet as mx
 
-from .model_store import get_model_file
-from .registry import get_constructor
+from .model_store import find_entry, get_model_file
+from .registry import get_constructor, get_model_list
 
 __all__ = ["get_model", "default_initializer"]
 
@@ -23,10 +23,14 @@ def get_model(name, pretrained=False, ctx=_CPU, root=None, **kwargs):
     ----------
     name : str
         A registered name (see :func:`get_model_list`), e.g. ``'mobilefacenet'``,
-        ``'iresnet50'``, ``'se_iresnet100'``. Case-insensitive.
-    pretrained : bool
-        Load the published parameters from the model store (see :func:`get_model_file`);
-        otherwise initialise with :func:`default_initializer`.
+        ``'iresnet50'``, ``'se_iresnet100'``, or a name given to stored weights
+        (``gluonfr-import --name``). Case-insensitive.
+    pretrained : bool or str
+        ``True``: load the weights stored for ``name`` — the built-in store table's, else the
+        local index's (weights written by ``gluonfr-import`` or ``publish_model`` into the
+        cache); a string picks the weights with that tag. Stored weights bring their
+        constructor arguments (e.g. an imported model's BatchNorm epsilon and input
+        normalisation). ``False``: initialise with :func:`default_initializer`.
     ctx : mxnet.Context or list of Context
         Where the parameters live.
     root : str, optional
@@ -44,11 +48,20 @@ def get_model(name, pretrained=False, ctx=_CPU, root=None, **kwargs):
     ------
     ValueError
         Unknown name (the message names the closest matches), or ``pretrained`` for a
-        model with no published parameters.
+        model with no weights (the message says how to get them).
+    gluonfr.model_zoo.model_store.ChecksumError
+        The stored file does not match its recorded sha1.
     """
-    net = get_constructor(name)(**kwargs)
+    tag = pretrained if isinstance(pretrained, str) else None
+    arch = name
+    if pretrained or str(name).lower() not in get_model_list():
+        entry = find_entry(name, tag, root)
+        if entry is not None:
+            arch = entry["arch"]
+            kwargs = {**entry["kwargs"], **kwargs}
+    net = get_constructor(arch)(**kwargs)
     if pretrained:
-        net.load_parameters(get_model_file(name, root=root), ctx=ctx)
+        net.load_parameters(get_model_file(name, root=root, tag=tag), ctx=ctx)
     else:
         net.initialize(default_initializer(), ctx=ctx)
     return net
