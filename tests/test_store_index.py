@@ -139,3 +139,35 @@ def test_publish_model_writes_the_same_entry(cache, tmp_path):
     assert np.array_equal(again(mx.nd.array(BATCH)).asnumpy(), net(mx.nd.array(BATCH)).asnumpy())
     assert get_model_card("mobilefacenet")["training_set"] == "synthetic"
     assert sorted(os.listdir(cache)) == sorted([info["file_name"], "index.json"])
+
+
+def test_fine_tune_from_imported_weights(cache, tmp_path):
+    from gluonfr.data import synthetic
+    from gluonfr.engine import Callback, TrainConfig, train
+
+    assert import_main([ONNX, "--name", "w600k_test"]) == 0
+    data = tmp_path / "faces"
+    synthetic.make_dataset(str(data), num_identities=8, images_per_identity=4, num_pairs=10,
+                           seed=1)
+
+    class Start(Callback):
+        def on_train_begin(self, loop):
+            self.params = {k: p.data().asnumpy().copy()
+                           for k, p in loop.backbone._collect_params_with_prefix().items()}
+            self.eps = loop.backbone.stem.bn._kwargs["eps"]
+            self.scale = loop.backbone.normalize._scale
+
+    start = Start()
+    cfg = dict(model="iresnet50", data_dir=str(data), batch_size=8, max_iters=1, lr=0.01,
+               warmup_iters=0, loss="arcface", margin_s=16.0, val_interval=0,
+               save_dir=str(tmp_path / "run"), num_workers=0, progress=False,
+               tensorboard="none", pretrained_backbone="w600k_test:arcface_torch_r50n")
+    train(TrainConfig(**cfg), callbacks=[start])
+    stored = mx.nd.load(str(cache / list_entries()[0]["file_name"]))
+    assert sorted(stored) == sorted(start.params)
+    for key, value in stored.items():
+        np.testing.assert_array_equal(value.asnumpy(), start.params[key], err_msg=key)
+    assert start.eps == 1e-5 and start.scale == pytest.approx(1 / 127.5)
+    with pytest.raises(ValueError, match="holds iresnet50 weights, but --model is "
+                                         "mobilefacenet"):
+        train(TrainConfig(**dict(cfg, model="mobilefacenet", save_dir=str(tmp_path / "b"))))

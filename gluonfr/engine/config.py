@@ -143,7 +143,9 @@ class TrainConfig:
         Start a fresh run in a ``save_dir`` that holds another run's checkpoints (they are
         deleted first). Without it (and without ``resume``) such a folder is refused.
     pretrained_backbone : str or None
-        Backbone ``.params`` to start from (ignored when resuming).
+        Weights to start the backbone from: ``NAME`` or ``NAME:TAG`` of stored weights
+        (``gluonfr-import``/``publish_model``; their constructor arguments are used too) or
+        a backbone ``.params`` path. The loading is skipped when resuming.
     hybridize : bool
         Hybridize backbone and head (with ``static_alloc`` / ``static_shape`` on GPUs).
     dtype : str
@@ -572,7 +574,9 @@ def add_arguments(parser):
         help="arguments of the extra term, e.g. lamda=0.01 or margin=0.3,mining=batch_all")
     add("loss_warmup_iters", "--loss-warmup-iters", type=int,
         help="the first N iterations train with NormFace (s*cos), then --loss")
-    add("pretrained_backbone", "--pretrained-backbone", help="backbone .params to start from")
+    add("pretrained_backbone", "--pretrained-backbone", metavar="NAME[:TAG]|PATH",
+        help="start the backbone from stored weights (gluonfr-import / gluonfr-publish, "
+             "with their constructor arguments) or a .params file; the classifier is new")
 
     group = parser.add_argument_group("data and devices")
     add("data_dir", "--data-dir", help="train.rec/.idx/property and <target>.bin files")

@@ -23,6 +23,7 @@ from ..data.loader import epoch_permutation
 from ..loss import check_labels
 from ..metrics import load_targets
 from ..model_zoo import default_initializer, get_model
+from ..model_zoo.model_store import arch_of, resolve_weights
 from ..utils.context import parse_ctx
 from .callbacks import (
     CheckpointCallback,
@@ -72,16 +73,24 @@ class NonFiniteLossError(FloatingPointError):
         self.checkpoint = checkpoint
 
 
-def build_backbone(model, ctx, embedding_size=None, input_size=112):
+def build_backbone(model, ctx, embedding_size=None, input_size=112, stored_kwargs=None):
     """The embedding network: a model-zoo name or ``"package.module:function"``.
 
-    ``embedding_size`` and (when not 112) ``input_size`` go to the constructor. A factory's
+    ``embedding_size`` and (when not 112) ``input_size`` go to the constructor, after the
+    constructor arguments of stored weights (``stored_kwargs``: an imported model's
+    epsilon, input normalisation, widths), which they must not contradict. A factory's
     network is initialised with :func:`gluonfr.model_zoo.default_initializer` unless it
     already is.
     """
-    kwargs = {} if embedding_size is None else {"embedding_size": int(embedding_size)}
-    if int(input_size) != 112:
-        kwargs["input_size"] = int(input_size)
+    kwargs = dict(stored_kwargs or {})
+    for key, value in (("embedding_size", embedding_size),
+                       ("input_size", None if int(input_size) == 112 else input_size)):
+        if value is None:
+            continue
+        if key in kwargs and int(kwargs[key]) != int(value):
+            raise ValueError(f"--{key.replace('_', '-')} {value}: the pretrained backbone "
+                             f"was built with {key}={kwargs[key]}")
+        kwargs[key] = int(value)
     if ":" not in model:
         return get_model(model, ctx=ctx, **kwargs)
     module, _, name = model.partition(":")
@@ -199,15 +208,23 @@ class TrainLoop:
                              f"{cfg.warmup_iters}")
 
         # -- networks ------------------------------------------------------------------------
+        stored = None  # (arch, constructor kwargs, verified file) of stored weights
+        if cfg.pretrained_backbone and not os.path.isfile(cfg.pretrained_backbone):
+            stored = resolve_weights(cfg.pretrained_backbone)
+            if backbone is None and arch_of(cfg.model) != stored[0]:
+                raise ValueError(f"--pretrained-backbone {cfg.pretrained_backbone}: holds "
+                                 f"{stored[0]} weights, but --model is {cfg.model}")
         self.backbone = backbone if backbone is not None else build_backbone(
-            cfg.model, self.ctx, cfg.embedding_size, cfg.input_size)
+            cfg.model, self.ctx, cfg.embedding_size, cfg.input_size,
+            stored[1] if stored else None)
         emb = getattr(self.backbone, "embedding_size", None) or cfg.embedding_size
         if not emb:
             raise ValueError(f"--model {cfg.model}: the network has no embedding_size "
                              "attribute; pass --embedding-size")
         self.embedding_size = int(emb)
         if cfg.pretrained_backbone and resume is None:
-            self._load_backbone(cfg.pretrained_backbone)
+            # released models carry no classifier: the head below starts fresh either way
+            self._load_backbone(stored[2] if stored else cfg.pretrained_backbone)
         self.main_head, self.warmup_head = build_heads(cfg, self.num_classes,
                                                        self.embedding_size)
         self.main_head.initialize(mx.init.Xavier(), ctx=self.ctx)

@@ -177,6 +177,35 @@ def _local_file(entry, root):
     return path
 
 
+def arch_of(name, root=None):
+    """The architecture ``get_model(name)`` builds: ``name`` or, for a stored alias, its
+    entry's (``gluonfr-import --name``)."""
+    from .registry import get_model_list
+    from .store_index import read_index
+
+    key = str(name).lower()
+    if key in get_model_list() or ":" in key:
+        return key
+    tags = read_index(root)["models"].get(key, {})
+    return next(iter(tags.values()))["arch"] if tags else key
+
+
+def resolve_weights(spec, root=None):
+    """``'NAME'`` or ``'NAME:TAG'`` of stored weights -> (architecture, constructor
+    arguments, path of the sha1-verified file).
+
+    Raises
+    ------
+    ValueError, OSError, ChecksumError
+        As :func:`get_model_file`.
+    """
+    name, _, tag = str(spec).partition(":")
+    entry = find_entry(name, tag or None, root)
+    if entry is None:
+        return name.lower(), {}, get_model_file(name, root=root, tag=tag or None)
+    return entry["arch"], dict(entry["kwargs"]), _local_file(entry, root)
+
+
 def get_model_file(name, root=None, tag=None):
     """Path of the sha1-verified parameter file of model ``name``, fetched when missing.
 
