@@ -255,7 +255,7 @@ class FaceEmbedder:
         return np.concatenate(outs), (np.concatenate(flips) if self.flip else None)
 
     def embed(self, images, color="rgb", landmarks=None, faces="largest", detect=None,
-              return_faces=False):
+              return_faces=False, return_norm=False):
         """L2-normalised embeddings of one or several faces.
 
         Parameters
@@ -276,19 +276,30 @@ class FaceEmbedder:
             Force (``True``) or forbid (``False``) detection; see :meth:`align`.
         return_faces : bool
             Also return :meth:`align`'s ``sources`` (image index and detected face per row).
+        return_norm : bool
+            Also return the feature norm of each face (see :meth:`embed_crops`): a quality
+            score for networks trained with ``magface`` or ``adaface`` (larger = more
+            recognisable).
 
         Returns
         -------
         numpy.ndarray
-            (N, D) float32, each row of unit length (``(embeddings, sources)`` with
-            ``return_faces``).
+            (N, D) float32, each row of unit length; ``(embeddings, norms)`` with
+            ``return_norm``, then ``sources`` last with ``return_faces``.
         """
         crops, sources = self.align(images, color, landmarks, faces, detect)
-        emb = self.embed_crops(crops)
-        return (emb, sources) if return_faces else emb
+        out = self.embed_crops(crops, return_norm=return_norm)
+        out = out if return_norm else (out,)
+        out = out + (sources,) if return_faces else out
+        return out if len(out) > 1 else out[0]
 
-    def embed_crops(self, crops):
-        """Unit embeddings of an (N, 112, 112, 3) uint8 RGB batch of aligned crops."""
+    def embed_crops(self, crops, return_norm=False):
+        """Unit embeddings of an (N, 112, 112, 3) uint8 RGB batch of aligned crops.
+
+        With ``return_norm`` also the (N,) float32 norms of the network's raw features: the
+        mean of the image's and its mirror's when flipping (the norm of their sum would
+        also measure how much the two agree), the image's otherwise.
+        """
         if self.backend == "onnx":
             emb, emb_flip = self._forward_onnx(crops)
         else:
@@ -297,7 +308,13 @@ class FaceEmbedder:
                                            progress=False)
         fused = combine_flip(emb, emb_flip, "sum") if self.flip else emb
         norms = np.linalg.norm(fused, axis=1, keepdims=True)
-        return (fused / np.maximum(norms, 1e-12)).astype(np.float32)
+        unit = (fused / np.maximum(norms, 1e-12)).astype(np.float32)
+        if not return_norm:
+            return unit
+        quality = np.linalg.norm(emb, axis=1)
+        if self.flip:
+            quality = 0.5 * (quality + np.linalg.norm(emb_flip, axis=1))
+        return unit, quality.astype(np.float32)
 
     def compare(self, a, b, color="rgb", landmarks_a=None, landmarks_b=None, return_crops=False):
         """Cosine similarity of two faces and whether they pass the threshold.

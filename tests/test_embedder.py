@@ -192,3 +192,24 @@ def test_cli_on_whole_photos_shows_the_compared_crops(faces, params_file, face_d
     cv2.imwrite(str(blank), np.full((200, 300, 3), 90, np.uint8))
     assert verify_main([a, str(blank), "--params", params_file]) == 2
     assert "wall.png: no face found" in capsys.readouterr().err
+
+
+def test_return_norm_gives_the_raw_feature_norm_as_quality(faces, params_file):
+    folder, table = faces
+    names = ["obama_1.jpg", "biden_1.jpg"]
+    paths = [os.path.join(folder, n) for n in names]
+    lmks = [table[n]["landmarks5"] for n in names]
+    for flip in (True, False):
+        emb = _embedder(params_file, flip=flip)
+        unit, norms = emb.embed(paths, landmarks=lmks, return_norm=True)
+        np.testing.assert_allclose(unit, emb.embed(paths, landmarks=lmks), atol=1e-6)
+        assert norms.shape == (2,) and norms.dtype == np.float32
+        crops = np.stack([norm_crop(read_image(p), m) for p, m in zip(paths, lmks)])
+        x = mx.nd.array(crops.transpose(0, 3, 1, 2).astype(np.float32))
+        raw = np.linalg.norm(emb.net(x).asnumpy(), axis=1)
+        if flip:  # the mean of the image's and its mirror's feature norms
+            raw = 0.5 * (raw + np.linalg.norm(emb.net(x[:, :, :, ::-1]).asnumpy(), axis=1))
+        np.testing.assert_allclose(norms, raw, rtol=1e-5)
+    unit, norms, sources = emb.embed(paths, landmarks=lmks, return_norm=True,
+                                     return_faces=True)
+    assert len(sources) == 2 and norms.shape == (2,)
