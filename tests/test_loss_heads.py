@@ -371,3 +371,44 @@ def test_registry_builds_every_new_head():
         assert type(get_loss(name)).__name__.lower().startswith(name.split("_")[0][:4])
     assert isinstance(get_loss("adacos", classes=10), AdaCosLoss)
     assert get_loss("subcenter_arcface", k=4).centers_per_class == 4
+
+
+@pytest.mark.parametrize("name", ["curricularface", "adaface", "sphereface"])
+def test_the_training_head_moves_the_state_hybridized_as_imperatively(name):
+    from gluonfr.engine.head import TrainHead
+    from gluonfr.nn import NormDense
+
+    rng = np.random.RandomState(11)
+    emb, label = rng.randn(8, 6) * 5, rng.randint(0, C, size=8)
+    runs = []
+    for hybridize in (False, True):
+        head = TrainHead(NormDense(C, 6), HEADS[name][0]())
+        head.initialize(mx.init.Xavier(rnd_type="gaussian"))
+        head.classifier.weight.set_data(mx.nd.array(np.random.RandomState(12).randn(C, 6)))
+        if hybridize:
+            head.hybridize()
+        losses = []
+        for _ in range(3):
+            with autograd.record():
+                loss, _ = head(mx.nd.array(emb), mx.nd.array(label))
+            loss.backward()
+            losses.append(loss.asnumpy())
+        runs.append((np.array(losses), head.loss.state()))
+    np.testing.assert_allclose(runs[1][0], runs[0][0], rtol=1e-5)
+    assert runs[1][1] == pytest.approx(runs[0][1], rel=1e-5)
+    assert runs[1][1] != HEADS[name][4]  # the state moved
+
+
+def test_combined_margin_applies_m1_m2_and_m3_together():
+    # insightface's newer CombinedMarginLoss runs CosFace alone when m2 and m3 are both set
+    from gluonfr.loss import CombinedMarginLoss
+
+    cos, label, _ = make_batch(np.array([0.9, 0.5, 0.1, -0.2]), seed=13)
+    rows = np.arange(len(label))
+    c = cos[rows, label]
+    for m1, m2, m3 in ((1.0, 0.3, 0.2), (1.2, 0.2, 0.1)):
+        got = call(CombinedMarginLoss(s=32.0, m1=m1, m2=m2, m3=m3), cos, label, c)[0]
+        want = ce(with_target(cos, label, np.cos(m1 * np.arccos(c) + m2) - m3, 32.0), label)
+        np.testing.assert_allclose(got.asnumpy(), want, rtol=1e-10)
+        cos_only = ce(with_target(cos, label, c - m3, 32.0), label)
+        assert (got.asnumpy() > cos_only + 1e-3).all()  # m1 / m2 are not dropped

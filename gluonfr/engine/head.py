@@ -6,9 +6,17 @@ back to the host.
 """
 import inspect
 
+import mxnet as mx
 from mxnet.gluon import HybridBlock, nn
 
-from ..loss import NormFaceLoss, get_loss, get_loss_class, get_loss_list, loss_kind
+from ..loss import (
+    NormFaceLoss,
+    StatefulHeadLoss,
+    get_loss,
+    get_loss_class,
+    get_loss_list,
+    loss_kind,
+)
 from ..nn import NormDense
 
 __all__ = ["TrainHead", "build_heads", "loss_kwargs"]
@@ -40,7 +48,18 @@ class TrainHead(HybridBlock):
         self.aux = aux
         self._half = bool(half)
 
-    def hybrid_forward(self, F, embedding, label):
+    def forward(self, embedding, label):
+        """``(loss, hit)``; a stateful head's new state is stored after the call."""
+        stateful = isinstance(self.loss, StatefulHeadLoss)
+        if not (stateful and self._active and isinstance(embedding, mx.nd.NDArray)):
+            return super().forward(embedding, label)
+        # hybridized: the graph takes the update flag and returns the state after (loss, hit)
+        out = super().forward(embedding, label, self.loss.update_flag(embedding.context))
+        self.loss.write_state(out[2:], embedding.context)
+        return out[0], out[1]
+
+    def hybrid_forward(self, F, embedding, label, update=None):
+        states = []
         if self.classifier is None:
             loss, logits = self.loss(embedding, label)
         else:
@@ -52,15 +71,20 @@ class TrainHead(HybridBlock):
                     raise ValueError(f"{type(self.loss).__name__} needs {need!r}: the "
                                      "training head can only pass 'norms'")
                 extra.append(F.norm(embedding, axis=1))
-            loss = self.loss(logits, label, *extra)
-            if isinstance(loss, (tuple, list)):
-                loss = loss[0]
+            if update is not None:  # symbolic: the state comes back as the last outputs
+                out = self.loss(logits, label, *extra, update)
+                n = self.loss.num_states
+                loss, states = out[0], list(out[-n:])
+            else:
+                loss = self.loss(logits, label, *extra)
+                if isinstance(loss, (tuple, list)):
+                    loss = loss[0]
         if self.aux is not None:
             loss = loss + self.aux(embedding, label)
         if self._half:
             logits = F.cast(logits, "float32")
         hit = F.argmax(F.BlockGrad(logits), axis=1) == F.reshape(label, shape=(-1,))
-        return loss, hit
+        return (loss, hit, *states) if states else (loss, hit)
 
 
 def loss_kwargs(cfg, num_classes, embedding_size):

@@ -182,22 +182,53 @@ class StatefulHeadLoss(SoftmaxHeadLoss):
             out[name] = float((p.data(ctx) if ctx is not None else p.list_data()[0]).asscalar())
         return out
 
-    def _forward_inputs(self, data, label, inputs, sample_weight):
+    def forward(self, data, label, *inputs, sample_weight=None):
+        """As :meth:`SoftmaxHeadLoss.forward`; the state moves after the call in training.
+
+        Inside a hybridized parent block (symbolic inputs) the parent passes the update flag
+        after the inputs of :attr:`needs` (``loss(cos, label, *needs, update)``), receives the
+        new state values as the last outputs and writes them back with :meth:`write_state`
+        (:class:`gluonfr.engine.TrainHead` does).
+        """
         if isinstance(data, nd.NDArray):
-            params = [getattr(self, n) for n in self._state_names]
-            if any(p._data is None for p in params) and not any(p._deferred_init
-                                                                 for p in params):
-                self.initialize(ctx=data.context)  # stateful heads work without initialize()
-            train = 1.0 if autograd.is_training() else 0.0
-            inputs = list(inputs) + [nd.full((1,), train, ctx=data.context, dtype="float32")]
+            return super().forward(data, label, *inputs, sample_weight=sample_weight)
+        k = len(self.needs)
+        if len(inputs) < k + 1:
+            raise TypeError(f"{type(self).__name__} inside a hybridized block takes (cos, "
+                            f"label, {', '.join(self.needs + ('update',))}): the parent "
+                            "passes the update flag and writes the returned state back")
+        if len(inputs) > k + 1:
+            sample_weight = inputs[k + 1]
+        return SoftmaxHeadLoss._forward_inputs(self, data, label, list(inputs[:k + 1]),
+                                               sample_weight)
+
+    @property
+    def num_states(self):
+        """How many state values the graph returns after the loss (and logits)."""
+        return len(self._state_names)
+
+    def update_flag(self, ctx):
+        """The ``update`` input: 1 under ``autograd.is_training()``, else 0."""
+        return nd.full((1,), 1.0 if autograd.is_training() else 0.0, ctx=ctx, dtype="float32")
+
+    def write_state(self, values, ctx):
+        """Store the state values a call returned into the copy on ``ctx`` (in training)."""
+        if not autograd.is_training():
+            return
+        with autograd.pause():
+            for name, value in zip(self._state_names, values):
+                target = getattr(self, name).data(ctx)
+                value.astype(target.dtype).copyto(target)
+
+    def _forward_inputs(self, data, label, inputs, sample_weight):
+        params = [getattr(self, n) for n in self._state_names]
+        if any(p._data is None for p in params) and not any(p._deferred_init for p in params):
+            self.initialize(ctx=data.context)  # stateful heads work without initialize()
+        inputs = list(inputs) + [self.update_flag(data.context)]
         out = super()._forward_inputs(data, label, inputs, sample_weight)
-        n = len(self._state_names)
+        n = self.num_states
         out, states = out[:-n], out[-n:]
-        if isinstance(data, nd.NDArray) and autograd.is_training():
-            with autograd.pause():
-                for name, value in zip(self._state_names, states):
-                    target = getattr(self, name).data(data.context)
-                    value.astype(target.dtype).copyto(target)
+        self.write_state(states, data.context)
         return out[0] if len(out) == 1 else tuple(out)
 
     def _split_inputs(self, args):
