@@ -9,12 +9,12 @@ COMPAT_VENV ?= .venv-numpy123
 COMPAT_STAMP := $(COMPAT_VENV)/.installed
 PYTEST_ARGS ?=
 
-.PHONY: install demo test test-fast test-compat lint docs bench clean
+.PHONY: install demo test test-fast test-compat lint docs bench wheel clean
 
 $(STAMP): setup.py
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install -q --upgrade pip
-	$(BIN)/python -m pip install -q -e ".[test,docs]"
+	$(BIN)/python -m pip install -q -e ".[cpu,all,test,docs]"
 	touch $(STAMP)
 
 install: $(STAMP)
@@ -23,7 +23,7 @@ demo: $(STAMP)
 	$(BIN)/python scripts/demo.py
 
 lint: $(STAMP)
-	$(BIN)/ruff check gluonfr scripts tests bench examples docs/conf.py
+	$(BIN)/ruff check gluonfr scripts tests bench examples docs/conf.py setup.py _gluonfr_numpy_hook.py
 
 test-fast: $(STAMP)
 	$(BIN)/python -m pytest tests $(PYTEST_ARGS)
@@ -32,7 +32,7 @@ test-fast: $(STAMP)
 $(COMPAT_STAMP): setup.py
 	$(PYTHON) -m venv $(COMPAT_VENV)
 	$(COMPAT_VENV)/bin/python -m pip install -q --upgrade pip
-	$(COMPAT_VENV)/bin/python -m pip install -q -e ".[test]" "numpy==1.23.5"
+	$(COMPAT_VENV)/bin/python -m pip install -q -e ".[cpu,all,test]" "numpy==1.23.5"
 	touch $(COMPAT_STAMP)
 
 test-compat: $(COMPAT_STAMP)
@@ -46,5 +46,9 @@ docs: $(STAMP)
 bench: $(STAMP)
 	$(BIN)/python -m bench
 
+# the wheel users install (tests/test_wheel.py installs one into clean venvs during make test)
+wheel: $(STAMP)
+	$(BIN)/python -m pip wheel --no-deps --no-build-isolation -w dist .
+
 clean:
-	rm -rf $(VENV) $(COMPAT_VENV) docs/_build build *.egg-info
+	rm -rf $(VENV) $(COMPAT_VENV) docs/_build build dist *.egg-info

@@ -1,18 +1,27 @@
 """Install gluonfr.
 
-The MXNet wheel is ``mxnet==1.9.1`` (CPU). On a GPU machine install the matching CUDA wheel
-instead by naming it before the install, e.g.::
+MXNet is an extra, so that you choose its build and a CPU ``mxnet`` never lands beside a
+``mxnet-cu*`` (both own ``mxnet/``)::
 
-    GLUONFR_MXNET="mxnet-cu112==1.9.1" pip install gluonfr
+    pip install "gluonfr[cpu]"           # mxnet==1.9.1
+    pip install "gluonfr[cu117]"         # mxnet-cu117==1.9.1 (cu101 ... cu117)
+    pip install "gluonfr[cpu,all]"       # + ONNX export / ONNX Runtime, plots, TensorBoard
 
-(or install ``mxnet-cu112`` first and set ``GLUONFR_MXNET=none`` so no MXNet is required).
+The wheel also installs ``gluonfr-numpy-hook.pth`` at the top of site-packages: it lets
+``import mxnet`` work under numpy >= 1.24 in any import order (see _gluonfr_numpy_hook.py).
 """
 import os
 import re
+import runpy
 
 from setuptools import find_packages, setup
+from setuptools.command.build_py import build_py
 
 HERE = os.path.dirname(os.path.abspath(__file__))
+
+#: The start-up file and its one line (Python runs ``import`` lines of ``*.pth`` files).
+PTH_NAME = "gluonfr-numpy-hook.pth"
+PTH_LINE = "import _gluonfr_numpy_hook; _gluonfr_numpy_hook.install()\n"
 
 
 def read_version():
@@ -20,8 +29,36 @@ def read_version():
         return re.search(r'^__version__ = "([^"]+)"', f.read(), re.M).group(1)
 
 
-#: Every command line: ``gluonfr-<command>=gluonfr.cli.<module>:main`` (see gluonfr/cli/__init__.py);
-#: tests/test_cli.py runs ``--help`` of each entry of this list.
+# the extras' one home; the file imports only importlib, so running it needs no MXNet
+_OPTIONAL = runpy.run_path(os.path.join(HERE, "gluonfr", "_optional.py"))
+EXTRAS = {extra: [req] for extra, req in _OPTIONAL["MXNET_EXTRAS"].items()}
+EXTRAS.update(_OPTIONAL["EXTRAS"])
+EXTRAS["all"] = sorted({req for name in _OPTIONAL["EXTRAS"] for req in EXTRAS[name]})
+# scikit-learn: the tests' independent references (KFold, roc_curve, normalize); wheel: the
+# wheel-build test builds without isolation (offline, from the installed setuptools)
+EXTRAS["test"] = ["pytest>=7", "ruff>=0.4", "scikit-learn>=1.3", "wheel>=0.40"]
+EXTRAS["docs"] = ["sphinx>=7", "sphinx-rtd-theme>=2"]
+
+
+class BuildPyWithPth(build_py):
+    """build_py that also writes :data:`PTH_NAME` at the top of the built tree.
+
+    A regular wheel is packed from ``build_lib``; setuptools' editable wheels (PEP 660) are
+    packed from the install folder instead, so in editable mode the file goes there.
+    """
+
+    def run(self):
+        super().run()
+        target = self.build_lib
+        if getattr(self, "editable_mode", False):
+            target = self.get_finalized_command("install").install_lib
+        self.mkpath(target)
+        with open(os.path.join(target, PTH_NAME), "w", encoding="utf-8") as f:
+            f.write(PTH_LINE)
+
+
+#: Every command line: ``gluonfr-<command>=gluonfr.cli.<module>:main`` (see
+#: gluonfr/cli/__init__.py); tests/test_cli.py runs ``--help`` of each entry of this list.
 CONSOLE_SCRIPTS = [
     "gluonfr-demo=gluonfr.cli.demo:main",
     "gluonfr-eval=gluonfr.cli.eval:main",
@@ -38,11 +75,6 @@ CONSOLE_SCRIPTS = [
 ]
 
 
-def mxnet_requirement():
-    name = os.environ.get("GLUONFR_MXNET", "mxnet==1.9.1").strip()
-    return [] if name.lower() in ("", "none") else [name]
-
-
 setup(
     name="gluonfr",
     version=read_version(),
@@ -54,22 +86,16 @@ setup(
     python_requires=">=3.8",
     packages=find_packages(include=["gluonfr", "gluonfr.*"]),
     package_data={"gluonfr.engine": ["recipes/*.toml"]},  # --config NAME
-    install_requires=mxnet_requirement() + [
-        # mxnet 1.9.1 needs numpy < 2; 1.24+ works because gluonfr restores the removed aliases
+    py_modules=["_gluonfr_numpy_hook"],
+    install_requires=[
+        # mxnet 1.9.1 needs numpy < 2; 1.24+ works because of the numpy hook
         "numpy>=1.23,<2",
         "gluoncv>=0.10",
         "opencv-python-headless>=4.5",
         "tqdm>=4.40",
-        "tensorboardX>=2.5",
-        "matplotlib>=3.5",
-        "onnx>=1.14",
-        "onnxruntime>=1.15",
     ],
-    extras_require={
-        # scikit-learn: the tests' independent references (KFold, roc_curve, normalize)
-        "test": ["pytest>=7", "ruff>=0.4", "scikit-learn>=1.3"],
-        "docs": ["sphinx>=7", "sphinx-rtd-theme>=2"],
-    },
+    extras_require=EXTRAS,
+    cmdclass={"build_py": BuildPyWithPth},
     entry_points={"console_scripts": CONSOLE_SCRIPTS},
     classifiers=[
         "Programming Language :: Python :: 3",

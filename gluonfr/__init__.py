@@ -4,12 +4,22 @@ Embedding networks (MobileFaceNet, IR-ResNet), margin losses (ArcFace, CosFace,
 L2-softmax, combined margin), insightface RecordIO / ``.bin`` data, the insightface
 verification protocol, and a compact training engine.
 """
-from ._numpy_compat import restore_numpy_aliases
+import _gluonfr_numpy_hook
 
-# Must run before anything imports mxnet (gluoncv included): mxnet 1.9.1 needs the aliases.
-restore_numpy_aliases()
+from ._optional import missing_mxnet_message
 
-__version__ = "0.1.0"
+# The installed hook already does this when mxnet is imported; a checkout used through
+# PYTHONPATH has no hook, and mxnet 1.9.1 needs the aliases under numpy >= 1.24.
+_gluonfr_numpy_hook.restore_numpy_aliases()
+
+__version__ = "2.0.0"
+
+try:
+    import mxnet  # noqa: F401
+except ModuleNotFoundError as _err:
+    if _err.name != "mxnet":
+        raise
+    raise ImportError(missing_mxnet_message()) from None
 
 from . import data, loss, metrics, model_zoo, nn, utils  # noqa: E402
 from .embedder import FaceEmbedder  # noqa: E402

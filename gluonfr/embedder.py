@@ -16,6 +16,7 @@ import cv2
 import mxnet as mx
 import numpy as np
 
+from ._optional import import_optional
 from .data.align import norm_crop
 from .detect import detect_and_align, no_face_error
 from .metrics.embeddings import combine_flip, forward_images
@@ -137,7 +138,7 @@ class FaceEmbedder:
         return net
 
     def _onnx_session(self, onnx_path):
-        import onnxruntime as ort
+        ort = import_optional("onnxruntime", "onnx", "FaceEmbedder(backend='onnx')")
 
         if onnx_path is None:
             from .utils.onnx_export import export_onnx

@@ -1,8 +1,9 @@
+import os
 import subprocess
 import sys
 
 import gluonfr
-from gluonfr._numpy_compat import REMOVED_ALIASES
+from _gluonfr_numpy_hook import REMOVED_ALIASES
 from gluonfr.utils import summary
 
 import mxnet as mx
@@ -14,7 +15,8 @@ pytestmark = pytest.mark.compat
 
 
 def test_version_and_numpy_aliases():
-    assert gluonfr.__version__.count(".") == 2
+    # a successor of PyPI's gluonfr 1.0.2 (gluon-face): pip install -U must not go back to it
+    assert tuple(int(v) for v in gluonfr.__version__.split(".")) >= (2, 0, 0)
     for name, builtin in REMOVED_ALIASES.items():
         assert getattr(np, name) is builtin
 
@@ -53,3 +55,35 @@ def test_summary_prints_a_table(capsys):
     summary(net, (1, 3, 5, 5))
     out = capsys.readouterr().out
     assert "Convolution" in out and "FullyConnected" in out and "parameters: 218" in out
+
+
+def test_import_optional_names_the_extra(tmp_path, monkeypatch):
+    from gluonfr._optional import MissingDependencyError, import_optional
+
+    assert import_optional("json", "viz", "x") is __import__("json")
+    with pytest.raises(MissingDependencyError, match=r"a feature needs gluonfr_nope_mod, an "
+                       r"optional dependency: pip install 'gluonfr\[viz\]'"):
+        import_optional("gluonfr_nope_mod.sub", "viz", "a feature")
+    # an installed module that fails on a missing import of its own is not "missing"
+    (tmp_path / "gluonfr_broken_mod.py").write_text("import gluonfr_other_nope\n")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    with pytest.raises(ModuleNotFoundError) as err:
+        import_optional("gluonfr_broken_mod", "viz", "a feature")
+    assert not isinstance(err.value, MissingDependencyError)
+
+
+def test_features_without_their_extra_say_which_to_install(tmp_path, monkeypatch):
+    from gluonfr._optional import MissingDependencyError
+    from gluonfr.metrics import plot_roc
+    from gluonfr.utils import export_onnx
+
+    net = nn.HybridSequential()
+    net.add(nn.Dense(2, in_units=3))
+    net.initialize()
+    monkeypatch.setitem(sys.modules, "onnx", None)  # what a missing package looks like
+    with pytest.raises(MissingDependencyError, match=r"export_onnx needs onnx.*gluonfr\[onnx\]"):
+        export_onnx(net, str(tmp_path / "x.onnx"), input_shape=(1, 3))
+    monkeypatch.setitem(sys.modules, "matplotlib", None)
+    with pytest.raises(MissingDependencyError, match=r"plot_roc needs matplotlib.*gluonfr\[viz\]"):
+        plot_roc({}, str(tmp_path / "roc.png"))
+    assert os.listdir(tmp_path) == []

@@ -9,6 +9,7 @@ checked against MXNet on a random batch before the command returns.
 """
 import sys
 
+from gluonfr._optional import import_optional
 from gluonfr.cli import command_parser
 from gluonfr.metrics import load_embedding_net
 from gluonfr.utils import export_onnx
@@ -34,8 +35,7 @@ def main(argv=None):
     shape = (1, 3, args.image_size, args.image_size)
     path = export_onnx(net, args.out, input_shape=shape, dynamic_batch=not args.static_batch,
                        fold_batchnorm=args.fold_bn)
-    import onnxruntime as ort
-
+    ort = import_optional("onnxruntime", "onnx", "gluonfr-export-onnx's check")
     sess = ort.InferenceSession(path, providers=["CPUExecutionProvider"])
     batch = 1 if args.static_batch else 4
     x = np.random.RandomState(0).uniform(0, 255, (batch,) + shape[1:]).astype(np.float32)

@@ -80,7 +80,8 @@ def make_summary_writer(logdir):
             from mxboard import SummaryWriter
         except ImportError:
             logging.getLogger("gluonfr.train").warning(
-                "neither tensorboardX nor mxboard is installed: no TensorBoard logs")
+                "neither tensorboardX nor mxboard is installed: no TensorBoard logs "
+                "(pip install 'gluonfr[viz]')")
             return None
     os.makedirs(logdir, exist_ok=True)
     return SummaryWriter(logdir=logdir)

@@ -4,6 +4,8 @@ import tempfile
 
 import numpy as np
 
+from .._optional import import_optional
+
 __all__ = ["plot_roc"]
 
 
@@ -32,6 +34,7 @@ def plot_roc(results, path, title="ROC", far_target=1e-3):
     str
         ``path``.
     """
+    import_optional("matplotlib", "viz", "plot_roc")
     from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.figure import Figure
 

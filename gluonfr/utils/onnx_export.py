@@ -22,6 +22,7 @@ import types
 import mxnet as mx
 import numpy as np
 
+from .._optional import import_optional
 from ..nn.prelu import native_prelu
 
 __all__ = ["export_onnx", "install_onnx_mapping_shim"]
@@ -78,8 +79,7 @@ def export_onnx(net, path, input_shape=(1, 3, 112, 112), dynamic_batch=True,
     str
         ``path``.
     """
-    import onnx
-
+    onnx = import_optional("onnx", "onnx", "export_onnx")
     install_onnx_mapping_shim()
     path = os.path.abspath(path)
     out_dir = os.path.dirname(path)
