@@ -46,8 +46,7 @@ def test_every_cli_module_is_registered_once_under_its_name():
         assert func == "main"
         # a trailing underscore avoids a keyword (gluonfr.cli.import_ is gluonfr-import)
         stem = module.rsplit(".", 1)[1].rstrip("_")
-        assert command == "gluonfr-" + stem.replace("_", "-") or \
-            command == "gluonfr-publish"
+        assert command == "gluonfr-" + stem.replace("_", "-")
 
 
 @pytest.mark.parametrize("command,module,func", SCRIPTS, ids=[c for c, _, _ in SCRIPTS])
