@@ -8,7 +8,6 @@ import importlib
 import json
 import os
 import sys
-import tempfile
 import time
 import traceback
 
@@ -20,12 +19,12 @@ ALL = ["counts", "inference", "heads", "train_step", "threads", "data", "verific
 
 def write_results(results, json_path, md_path):
     """Write the JSON results and the markdown summary, each atomically."""
+    from gluonfr.utils.fileio import atomic_open
+
     for path, text in ((json_path, json.dumps(results, indent=1) + "\n"),
                        (md_path, to_markdown(results))):
-        fd, tmp = tempfile.mkstemp(dir=os.path.dirname(path), prefix=".results-")
-        with os.fdopen(fd, "w") as f:
+        with atomic_open(path, "w", encoding="utf-8") as f:
             f.write(text)
-        os.replace(tmp, path)
 
 
 def to_markdown(results):

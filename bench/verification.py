@@ -31,9 +31,10 @@ def _embeddings(num_pairs, dim, noise=3.0, seed=0):
         emb = np.empty((2 * num_pairs, dim), np.float32)
         emb[0::2], emb[1::2] = a, b
         os.makedirs(WORK_DIR, exist_ok=True)
-        tmp = path + ".tmp.npz"
-        np.savez(tmp, embeddings=emb, issame=issame)
-        os.replace(tmp, path)
+        from gluonfr.utils.fileio import atomic_paths
+
+        with atomic_paths(path) as (tmp,):
+            np.savez(tmp, embeddings=emb, issame=issame)
     return path
 
 

@@ -10,6 +10,7 @@ import json
 import os
 
 from bench.common import format_value
+from gluonfr.utils.fileio import atomic_open
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 RESULTS_DIR = os.path.join(HERE, "results")
@@ -111,10 +112,8 @@ def write_all(out_dir):
     for name, text in (("model_zoo_table.rst", model_zoo_table()),
                        ("performance_table.rst", performance_table())):
         path = os.path.join(out_dir, name)
-        tmp = path + ".tmp"
-        with open(tmp, "w") as f:
+        with atomic_open(path, "w", encoding="utf-8") as f:
             f.write(text)
-        os.replace(tmp, path)
 
 
 if __name__ == "__main__":

@@ -26,6 +26,7 @@ from gluonfr.data import load_bin, pack_bin, pack_rec, sample_pairs
 from gluonfr.data.pack import aligned_rgb, list_identity_folders, read_landmarks
 from gluonfr.engine import TrainConfig, TrainLoop
 from gluonfr.metrics import evaluate_targets
+from gluonfr.utils.fileio import atomic_open
 
 import numpy as np
 
@@ -106,7 +107,7 @@ def main(argv=None):
     result = {"untrained": before, "trained": after, "iterations": summary["iterations"],
               "checkpoint": summary["checkpoint"], "train_identities": packed["identities"],
               "heldout_identities": [name for name, _ in held]}
-    with open(os.path.join(args.work, "results.json"), "w", encoding="utf-8") as f:
+    with atomic_open(os.path.join(args.work, "results.json"), "w", encoding="utf-8") as f:
         json.dump(result, f, indent=2)
     print(f"held-out verification (10 folds, flip): untrained {before['accuracy']:.4f} "
           f"+- {before['std']:.4f}, trained {after['accuracy']:.4f} +- {after['std']:.4f}")

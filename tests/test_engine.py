@@ -7,7 +7,7 @@ import os
 
 import gluonfr  # noqa: F401
 from gluonfr.engine import CheckpointManager, TrainConfig, add_arguments, config_from_args
-from gluonfr.engine.checkpoint import atomic_write, find_checkpoint
+from gluonfr.engine.checkpoint import find_checkpoint
 from gluonfr.engine.head import build_heads
 from gluonfr.engine.optim import (
     load_optimizer_states,
@@ -190,17 +190,24 @@ def test_optimizer_states_of_another_network_are_refused(tmp_path):
 
 
 # -- checkpoints ----------------------------------------------------------------------------------
-def test_atomic_write_leaves_nothing_behind_on_failure(tmp_path):
-    target = tmp_path / "x.params"
+def test_checkpoint_save_failing_mid_way_leaves_nothing_behind(tmp_path):
+    net = nn.Dense(2, in_units=3)
+    net.initialize()
+    mgr = CheckpointManager(str(tmp_path), "m")
+    mgr.save(10, net, net, lambda p: mx.nd.save(p, {}), {"epoch": 0})
+    before = {n: (tmp_path / n).read_bytes() for n in os.listdir(tmp_path)}
 
-    def fails(tmp):
-        with open(tmp, "w") as f:
+    def fails(path):
+        with open(path, "w") as f:
             f.write("half")
         raise OSError("disk full")
 
-    with pytest.raises(OSError):
-        atomic_write(str(target), fails)
-    assert os.listdir(tmp_path) == []
+    with pytest.raises(OSError, match="disk full"):
+        mgr.save(20, net, net, fails, {"epoch": 0})
+    # the backbone and head were already written when the states failed: none of them (and
+    # no temporary) may appear; the previous checkpoint is untouched
+    assert {n: (tmp_path / n).read_bytes() for n in os.listdir(tmp_path)} == before
+    assert find_checkpoint("latest", str(tmp_path), "m")["iteration"] == 10
 
 
 def test_checkpoints_keep_last_k_and_the_best(tmp_path):

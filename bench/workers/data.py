@@ -19,6 +19,7 @@ import time
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import gluonfr  # noqa: E402,F401  (numpy aliases before mxnet)
 from gluonfr.data import FaceRecordDataset, make_train_loader  # noqa: E402
+from gluonfr.utils.fileio import atomic_open  # noqa: E402
 
 import _util  # noqa: E402
 import numpy as np  # noqa: E402
@@ -42,7 +43,7 @@ def prepare(root, ids, per_id):
         for i in range(len(ds)):
             buf, label = ds.read(i)
             writer.add(label, bytes(buf))
-    with open(stamp, "w") as f:
+    with atomic_open(stamp, "w") as f:
         json.dump(want, f)
     return {"cached": False}
 

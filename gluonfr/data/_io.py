@@ -1,5 +1,4 @@
-"""Small file helpers shared by the readers and writers: errors, atomic writes, image codecs."""
-import contextlib
+"""Small file helpers shared by the readers and writers: errors and image codecs."""
 import os
 import sys
 import tempfile
@@ -8,7 +7,7 @@ import threading
 import cv2
 import numpy as np
 
-__all__ = ["DataFormatError", "atomic_outputs", "decode_bgr", "decode_rgb", "encode_jpeg",
+__all__ = ["DataFormatError", "decode_bgr", "decode_rgb", "encode_jpeg",
            "read_image_bgr"]
 
 
@@ -16,30 +15,9 @@ class DataFormatError(ValueError):
     """A data file is missing, truncated or malformed; the message names the file and record."""
 
 
-@contextlib.contextmanager
-def atomic_outputs(*paths):
-    """Yield temporary paths beside ``paths``; rename them into place only on success.
-
-    Readers never see a half-written file: the temporaries live in the destination folder (so
-    ``os.replace`` is an atomic rename) and are deleted if the body raises.
-    """
-    temps = []
-    try:
-        for path in paths:
-            folder = os.path.dirname(os.path.abspath(path))
-            os.makedirs(folder, exist_ok=True)
-            fd, tmp = tempfile.mkstemp(prefix="." + os.path.basename(path) + ".", suffix=".tmp",
-                                       dir=folder)
-            os.close(fd)
-            temps.append(tmp)
-        yield temps
-        for tmp, path in zip(temps, paths):
-            os.replace(tmp, path)
-        temps = []
-    finally:
-        for tmp in temps:
-            with contextlib.suppress(OSError):
-                os.remove(tmp)
+# Transitional name for branches written before gluonfr.utils.fileio existed; new code
+# imports atomic_paths / atomic_open from there. Removed once nothing uses it.
+from ..utils.fileio import atomic_paths as atomic_outputs  # noqa: E402,F401
 
 
 class _StderrCapture:

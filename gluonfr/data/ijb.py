@@ -26,7 +26,8 @@ import warnings
 
 import numpy as np
 
-from ._io import DataFormatError, atomic_outputs, encode_jpeg
+from ..utils.fileio import atomic_open
+from ._io import DataFormatError, encode_jpeg
 
 __all__ = ["IJB_TARGETS", "IJBMeta", "ijb_dir", "ijb_paths", "read_face_tid_mid",
            "read_name_5pts_score", "read_template_pairs", "read_1n_csv", "load_ijb",
@@ -339,9 +340,8 @@ def load_ijb(root, target="IJBC", pairs=True, one_to_n=True):
 
 
 def _write_text(path, lines):
-    with atomic_outputs(path) as (tmp,):
-        with open(tmp, "w", encoding="utf-8") as f:
-            f.writelines(line + "\n" for line in lines)
+    with atomic_open(path, "w", encoding="utf-8") as f:
+        f.writelines(line + "\n" for line in lines)
 
 
 def make_synthetic_ijb(root, target="IJBC", num_subjects=6, templates_per_subject=2,
@@ -416,10 +416,8 @@ def make_synthetic_ijb(root, target="IJBC", num_subjects=6, templates_per_subjec
                                           borderMode=cv2.BORDER_REFLECT)
                     points = transform_points(m, ARCFACE_TEMPLATE)
                     name = f"{image_count}.jpg"
-                    with atomic_outputs(os.path.join(image_dir, name)) as (tmp,):
-                        with open(tmp, "wb") as f:
-                            f.write(encode_jpeg(np.ascontiguousarray(crop[:, :, ::-1]),
-                                                quality))
+                    with atomic_open(os.path.join(image_dir, name), "wb") as f:
+                        f.write(encode_jpeg(np.ascontiguousarray(crop[:, :, ::-1]), quality))
                     faceness = rng.uniform(0.5, 1.0)
                     tid_mid.append(f"{name} {template} {media_id}")
                     lmk_lines.append(name + " " + " ".join(f"{v:.3f}" for v in points.ravel())

@@ -9,7 +9,7 @@ import os
 import cv2
 import numpy as np
 
-from ._io import atomic_outputs
+from ..utils.fileio import atomic_open
 from .record_dataset import FaceRecordDataset
 
 __all__ = ["contact_sheet", "pairs_sheet", "pair_tile", "save_sheet"]
@@ -32,12 +32,11 @@ def _save_png(sheet_rgb, out_path):
     out_path = os.fspath(out_path)
     ext = os.path.splitext(out_path)[1].lower()
     ext = ext if ext in (".png", ".jpg", ".jpeg", ".bmp", ".webp") else ".png"
-    with atomic_outputs(out_path) as (tmp,):
-        ok, buf = cv2.imencode(ext, np.ascontiguousarray(sheet_rgb[:, :, ::-1]))
-        if not ok:
-            raise ValueError(f"cannot encode the image sheet for {out_path}")
-        with open(tmp, "wb") as f:
-            f.write(buf.tobytes())
+    ok, buf = cv2.imencode(ext, np.ascontiguousarray(sheet_rgb[:, :, ::-1]))
+    if not ok:
+        raise ValueError(f"cannot encode the image sheet for {out_path}")
+    with atomic_open(out_path, "wb") as f:
+        f.write(buf.tobytes())
     return out_path
 
 

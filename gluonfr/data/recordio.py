@@ -18,7 +18,8 @@ import struct
 
 import numpy as np
 
-from ._io import DataFormatError, atomic_outputs
+from ..utils.fileio import atomic_paths
+from ._io import DataFormatError
 
 __all__ = ["RECORD_MAGIC", "RecordFile", "unpack_payload", "pack_payload", "RecordWriter",
            "write_property", "read_property"]
@@ -370,8 +371,8 @@ class RecordWriter:
         self.paths = {"rec": os.path.join(self.out_dir, prefix + ".rec"),
                       "idx": os.path.join(self.out_dir, prefix + ".idx"),
                       "property": os.path.join(self.out_dir, "property")}
-        self._atomic = atomic_outputs(self.paths["rec"], self.paths["idx"],
-                                      self.paths["property"])
+        self._atomic = atomic_paths(self.paths["rec"], self.paths["idx"],
+                                    self.paths["property"])
         self._tmp_rec, self._tmp_idx, self._tmp_prop = self._atomic.__enter__()
         self._io = recordio.MXIndexedRecordIO(self._tmp_idx, self._tmp_rec, "w")
         self._ranges = []  # per label: [first key, end key)
@@ -416,7 +417,7 @@ class RecordWriter:
         self._io.close()
         write_property(self._tmp_prop, self.num_classes, self.image_size)
         self._closed = True
-        self._atomic.__exit__(None, None, None)
+        self._atomic.commit()
         return self.paths
 
     def abort(self):
@@ -427,7 +428,7 @@ class RecordWriter:
         try:
             self._io.close()
         finally:
-            self._atomic.__exit__(RuntimeError, RuntimeError("aborted"), None)
+            self._atomic.discard()
 
     def __enter__(self):
         return self

@@ -17,7 +17,8 @@ import pickle
 import numpy as np
 from tqdm import tqdm
 
-from ._io import DataFormatError, atomic_outputs, decode_rgb, encode_jpeg
+from ..utils.fileio import atomic_open
+from ._io import DataFormatError, decode_rgb, encode_jpeg
 
 __all__ = ["SafeUnpickler", "safe_load_pickle", "load_bin", "pack_bin"]
 
@@ -222,7 +223,6 @@ def pack_bin(pairs, out_path, quality=95):
         issame.append(bool(same))
     if not issame:
         raise ValueError(f"pack_bin: no pairs given; {out_path} not written")
-    with atomic_outputs(out_path) as (tmp,):
-        with open(tmp, "wb") as f:
-            pickle.dump((bins, issame), f, protocol=4)
+    with atomic_open(out_path, "wb") as f:
+        pickle.dump((bins, issame), f, protocol=4)
     return len(issame)

@@ -8,45 +8,25 @@ A checkpoint at iteration ``I`` of model ``M`` is four files in ``save_dir``:
 - ``M-I.json``         iteration, data position, lr and its schedule, seeds, validation
                        results and the configuration
 
-Every file is written to a temporary name in the same folder and moved into place with
-``os.replace``; the ``.json`` goes last, so a checkpoint exists only once all of its files
-do. A run killed at any moment leaves either the previous checkpoint or the new one, never
-half of one.
+The four files are written together with :func:`gluonfr.utils.fileio.atomic_paths`: all go
+to temporary names first and are renamed into place only once every one is complete, the
+``.json`` last, so a checkpoint exists only once all of its files do. A run killed at any
+moment leaves either the previous checkpoint or the new one, never half of one.
 """
 import glob
 import json
 import os
 import re
 
-__all__ = ["CheckpointManager", "atomic_write", "find_checkpoint"]
+from ..utils.fileio import atomic_open, atomic_paths
+
+__all__ = ["CheckpointManager", "find_checkpoint"]
 
 FORMAT = "gluonfr-checkpoint/1"
 
 
-def atomic_write(path, write):
-    """Call ``write(tmp_path)`` then move ``tmp_path`` onto ``path``.
-
-    The temporary file sits in the same folder (so the move is atomic) and is removed if
-    ``write`` fails.
-    """
-    folder = os.path.dirname(os.path.abspath(path))
-    tmp = os.path.join(folder, f".{os.path.basename(path)}.tmp-{os.getpid()}")
-    try:
-        write(tmp)
-        with open(tmp, "rb") as f:
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.remove(tmp)
-    return path
-
-
-def _write_json(obj):
-    def write(tmp):
-        with open(tmp, "w", encoding="utf-8") as f:
-            json.dump(obj, f, indent=2, sort_keys=True)
-    return write
+def _dump_json(obj, f):
+    json.dump(obj, f, indent=2, sort_keys=True)
 
 
 def read_meta(json_path):
@@ -156,12 +136,14 @@ class CheckpointManager:
         os.makedirs(self.save_dir, exist_ok=True)
         names = self.names(iteration)
         path = lambda key: os.path.join(self.save_dir, names[key])  # noqa: E731
-        atomic_write(path("backbone"), backbone.save_parameters)
-        atomic_write(path("head"), head.save_parameters)
-        atomic_write(path("states"), save_states)
         meta = dict(meta, format=FORMAT, iteration=int(iteration),
                     files={k: names[k] for k in ("backbone", "head", "states")})
-        atomic_write(path("json"), _write_json(meta))
+        with atomic_paths(*(path(k) for k in ("backbone", "head", "states", "json"))) as tmp:
+            backbone.save_parameters(tmp[0])
+            head.save_parameters(tmp[1])
+            save_states(tmp[2])
+            with open(tmp[3], "w", encoding="utf-8") as f:
+                _dump_json(meta, f)
         self.prune()
         return path("json")
 
@@ -174,7 +156,8 @@ class CheckpointManager:
         """Record checkpoint ``iteration`` as the best (``score`` higher is better)."""
         record = {"iteration": int(iteration), "score": float(score),
                   "json": self.names(iteration)["json"], "detail": detail or {}}
-        atomic_write(self.best_file, _write_json(record))
+        with atomic_open(self.best_file, "w", encoding="utf-8") as f:
+            _dump_json(record, f)
 
     def best(self):
         """The best record written by :meth:`mark_best`, or ``None``."""

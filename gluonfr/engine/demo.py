@@ -14,6 +14,7 @@ import time
 
 from ..data import synthetic
 from ..metrics import evaluate_targets, load_targets, plot_roc
+from ..utils.fileio import atomic_open
 from .config import TrainConfig
 from .loop import TrainLoop
 
@@ -54,7 +55,7 @@ def ensure_demo_data(data_dir, num_workers=None, **overrides):
     info = {"params": params, "num_images": made["num_images"],
             "num_val_identities": made["num_val_identities"]}
     # written last: an interrupted generation is redone next time
-    with open(stamp, "w", encoding="utf-8") as f:
+    with atomic_open(stamp, "w", encoding="utf-8") as f:
         json.dump(info, f, indent=2)
     return info, True
 
@@ -137,7 +138,7 @@ def run_demo(data_dir="data/synthetic", out_dir="runs/demo",
         "tensorboard": cfg.tensorboard_dir, "log": os.path.join(train_dir, "log.txt"),
         "checkpoint": summary["checkpoint"], "config": cfg.to_dict(), "data": info,
     }
-    with open(os.path.join(out_dir, "results.json"), "w", encoding="utf-8") as f:
+    with atomic_open(os.path.join(out_dir, "results.json"), "w", encoding="utf-8") as f:
         json.dump(result, f, indent=2)
 
     u, r = result["untrained"], result["trained"]

@@ -25,6 +25,7 @@ from ..metrics import load_targets
 from ..model_zoo import default_initializer, get_model
 from ..model_zoo.model_store import arch_of, resolve_weights
 from ..utils.context import parse_ctx
+from ..utils.fileio import atomic_open
 from .callbacks import (
     CheckpointCallback,
     LogCallback,
@@ -519,7 +520,8 @@ class TrainLoop:
                              f"micro-batches of {cfg.batch_size // self.chunks} (BatchNorm "
                              "statistics per micro-batch; --micro-batch 0 for whole batches)")
         if self.is_chief and self.iteration == 0:
-            with open(os.path.join(cfg.save_dir, "config.json"), "w", encoding="utf-8") as f:
+            with atomic_open(os.path.join(cfg.save_dir, "config.json"), "w",
+                             encoding="utf-8") as f:
                 json.dump(cfg.to_dict(), f, indent=2, sort_keys=True)
         start_iter, t0 = self.iteration, time.time()
         for cb in self.callbacks:

@@ -20,8 +20,9 @@ from concurrent.futures import ThreadPoolExecutor
 import numpy as np
 from tqdm import tqdm
 
-from ..data._io import DataFormatError, atomic_outputs, read_image_bgr
+from ..data._io import DataFormatError, read_image_bgr
 from ..data.align import norm_crop
+from ..utils.fileio import atomic_open
 from .ijb import (
     DEFAULT_FPIRS,
     DEFAULT_MODE,
@@ -170,9 +171,8 @@ def embed_ijb(meta, forward, cache_dir, model_id, chunk_size=4096, progress=True
         chunk_size = int(index["chunk_size"])
     else:
         index = dict(identity, chunk_size=int(chunk_size))
-        with atomic_outputs(index_path) as (tmp,):
-            with open(tmp, "w", encoding="utf-8") as f:
-                json.dump(index, f, indent=1)
+        with atomic_open(index_path, "w", encoding="utf-8") as f:
+            json.dump(index, f, indent=1)
     num = len(meta)
     chunks = [(k, range(start, min(start + chunk_size, num)))
               for k, start in enumerate(range(0, num, chunk_size))]
@@ -214,9 +214,8 @@ def embed_ijb(meta, forward, cache_dir, model_id, chunk_size=4096, progress=True
             out = np.asarray(out, dtype=np.float32)
             out_flip = np.asarray(out_flip, dtype=np.float32)
             path = os.path.join(cache_dir, f"chunk-{k:05d}.npz")
-            with atomic_outputs(path) as (tmp,):
-                with open(tmp, "wb") as f:
-                    np.savez(f, emb=out, emb_flip=out_flip)
+            with atomic_open(path, "wb") as f:
+                np.savez(f, emb=out, emb_flip=out_flip)
             place(k, (out, out_flip))
             bar.update(len(rows))
     return emb, emb_flip
@@ -346,9 +345,8 @@ def save_scores(path, results, labels, t1=None, t2=None):
         if "scores" not in res["verification"]:
             raise ValueError("results have no scores: evaluate_ijb(keep_scores=True)")
         arrays[f"scores_{k}"] = res["verification"]["scores"]
-    with atomic_outputs(path) as (tmp,):
-        with open(tmp, "wb") as f:
-            np.savez(f, **arrays)
+    with atomic_open(path, "wb") as f:
+        np.savez(f, **arrays)
     return path
 
 

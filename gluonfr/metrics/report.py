@@ -2,9 +2,10 @@
 import json
 import math
 import os
-import tempfile
 
 import numpy as np
+
+from ..utils.fileio import atomic_open
 
 __all__ = ["format_accuracy", "format_table", "results_to_json", "write_json"]
 
@@ -120,19 +121,10 @@ def results_to_json(results, curves=True, **meta):
 
 
 def write_json(obj, path):
-    """Write JSON atomically: a temporary file in the same folder, renamed when complete."""
+    """Write JSON atomically (:func:`gluonfr.utils.fileio.atomic_open`); returns ``path``."""
     path = os.fspath(path)
-    folder = os.path.dirname(os.path.abspath(path))
-    os.makedirs(folder, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=".tmp-", suffix=".json", dir=folder)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
-            json.dump(obj, f, indent=1, allow_nan=False)
-            f.write("\n")
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
+    with atomic_open(path, "w", encoding="utf-8") as f:
+        json.dump(obj, f, indent=1, allow_nan=False)
+        f.write("\n")
     return path
 

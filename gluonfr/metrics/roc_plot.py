@@ -1,10 +1,10 @@
 """ROC figure of verification results: one curve per target on a log-FAR axis."""
 import os
-import tempfile
 
 import numpy as np
 
 from .._optional import import_optional
+from ..utils.fileio import atomic_paths
 
 __all__ = ["plot_roc"]
 
@@ -63,15 +63,6 @@ def plot_roc(results, path, title="ROC", far_target=1e-3):
     ax.set_title(title)
     if ax.get_legend_handles_labels()[0]:
         ax.legend(loc="lower right", fontsize="small")
-    folder = os.path.dirname(os.path.abspath(path))
-    os.makedirs(folder, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=".tmp-", suffix="." + fmt, dir=folder)
-    os.close(fd)
-    try:
+    with atomic_paths(path) as (tmp,):
         fig.savefig(tmp, format=fmt)
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
     return path

@@ -23,6 +23,7 @@ import urllib.request
 import mxnet as mx
 from tqdm import tqdm
 
+from ..utils.fileio import atomic_open, atomic_paths
 from .registry import get_constructor
 
 __all__ = ["get_model_file", "get_third_party_file", "publish_model", "purge", "short_hash",
@@ -119,36 +120,31 @@ def _download(url, path, sha1, var="GLUONFR_REPO_URL"):
 
     Nothing is left at ``path`` (or beside it) unless the whole, verified file arrived.
     """
-    folder, file_name = os.path.split(path)
-    os.makedirs(folder, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=file_name + ".", suffix=".part", dir=folder)
-    try:
-        with os.fdopen(fd, "wb") as out:
-            try:
-                response = urllib.request.urlopen(url, timeout=60)
-            except urllib.error.HTTPError as err:
-                raise OSError(f"cannot fetch {file_name} from {url}: HTTP {err.code} "
-                              f"{err.reason}") from err
-            except (urllib.error.URLError, OSError) as err:
-                raise OSError(f"cannot fetch {file_name} from {url}: "
-                              f"{getattr(err, 'reason', err)}") from err
-            with response:
-                size = int(response.headers.get("Content-Length") or 0) or None
-                with tqdm(total=size, unit="B", unit_scale=True, unit_divisor=1024,
-                          desc=f"Downloading {file_name}") as bar:
-                    for block in iter(lambda: response.read(_CHUNK), b""):
-                        out.write(block)
-                        bar.update(len(block))
-        actual = file_sha1(tmp)
-        if actual != sha1:
+    file_name = os.path.basename(path)
+    digest = hashlib.sha1()
+    with atomic_open(path, "wb") as out:
+        try:
+            response = urllib.request.urlopen(url, timeout=60)
+        except urllib.error.HTTPError as err:
+            raise OSError(f"cannot fetch {file_name} from {url}: HTTP {err.code} "
+                          f"{err.reason}") from err
+        except (urllib.error.URLError, OSError) as err:
+            raise OSError(f"cannot fetch {file_name} from {url}: "
+                          f"{getattr(err, 'reason', err)}") from err
+        with response:
+            size = int(response.headers.get("Content-Length") or 0) or None
+            with tqdm(total=size, unit="B", unit_scale=True, unit_divisor=1024,
+                      desc=f"Downloading {file_name}") as bar:
+                for block in iter(lambda: response.read(_CHUNK), b""):
+                    out.write(block)
+                    digest.update(block)
+                    bar.update(len(block))
+        actual = digest.hexdigest()
+        if actual != sha1:  # raised inside atomic_open: the temporary is deleted
             raise ChecksumError(f"{file_name} fetched from {url} has sha1 {actual}, but the "
                                 f"model store expects {sha1}; the file was deleted. The "
                                 f"store at {os.path.dirname(url)} does not hold the file this "
                                 f"gluonfr version was published with (check {var}).")
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.remove(tmp)
 
 
 def find_entry(name, tag=None, root=None):
@@ -338,19 +334,18 @@ def _save_named_by_sha1(save, key, out_dir, check=None):
     """
     out_dir = os.path.abspath(out_dir)
     os.makedirs(out_dir, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix="." + key + ".", suffix=".part", dir=out_dir)
-    os.close(fd)
-    try:
-        save(tmp)
+    # stage in a private folder beside the destination, then hand the file to atomic_paths
+    # under its final name (a rename on the same file system: no second copy)
+    with tempfile.TemporaryDirectory(dir=out_dir, prefix=f".{key}-staging-") as stage:
+        staged = os.path.join(stage, key + ".params")
+        save(staged)
         if check is not None:
-            check(tmp)
-        sha1 = file_sha1(tmp)
+            check(staged)
+        sha1 = file_sha1(staged)
         file_name = f"{key}-{sha1[:8]}.params"
         path = os.path.join(out_dir, file_name)
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.remove(tmp)
+        with atomic_paths(path) as (tmp,):
+            os.replace(staged, tmp)
     return sha1, file_name, path
 
 

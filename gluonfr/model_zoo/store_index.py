@@ -19,7 +19,7 @@ import json
 import os
 import re
 
-from ..data._io import atomic_outputs
+from ..utils.fileio import atomic_open
 
 __all__ = ["INDEX_NAME", "index_path", "read_index", "record", "lookup", "list_entries",
            "clean_tag"]
@@ -85,10 +85,9 @@ def record(entry, root=None):
         data = read_index(root)
         data["models"].setdefault(entry["name"], {})[entry["tag"]] = entry
         path = index_path(root)
-        with atomic_outputs(path) as (tmp,):
-            with open(tmp, "w", encoding="utf-8") as f:
-                json.dump(data, f, indent=1, sort_keys=True)
-                f.write("\n")
+        with atomic_open(path, "w", encoding="utf-8") as f:
+            json.dump(data, f, indent=1, sort_keys=True)
+            f.write("\n")
     return entry
 
 

@@ -24,6 +24,7 @@ import numpy as np
 
 from .._optional import import_optional
 from ..nn.prelu import native_prelu
+from .fileio import atomic_paths
 
 __all__ = ["export_onnx", "install_onnx_mapping_shim"]
 
@@ -107,9 +108,8 @@ def export_onnx(net, path, input_shape=(1, 3, 112, 112), dynamic_batch=True,
         if fold_batchnorm:
             _fold_conv_batchnorm(model)
         onnx.checker.check_model(model)
-        staged = os.path.join(tmp, "final.onnx")
-        onnx.save(model, staged)
-        os.replace(staged, path)
+        with atomic_paths(path) as (final,):
+            onnx.save(model, final)
     return path
 
 
