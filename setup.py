@@ -60,6 +60,7 @@ class BuildPyWithPth(build_py):
 #: Every command line: ``gluonfr-<command>=gluonfr.cli.<module>:main`` (see
 #: gluonfr/cli/__init__.py); tests/test_cli.py runs ``--help`` of each entry of this list.
 CONSOLE_SCRIPTS = [
+    "gluonfr-align=gluonfr.cli.align:main",
     "gluonfr-demo=gluonfr.cli.demo:main",
     "gluonfr-eval=gluonfr.cli.eval:main",
     "gluonfr-eval-ijb=gluonfr.cli.eval_ijb:main",
