@@ -81,8 +81,9 @@ class TrainHead(HybridBlock):
                     loss = loss[0]
         if self.aux is not None:
             loss = loss + self.aux(embedding, label)
-        if self._half:
-            logits = F.cast(logits, "float32")
+        # float32 for the arg-max whatever made the logits float16 (parameters or AMP): class
+        # ids above 2048 are not exact in float16
+        logits = F.amp_cast(logits, dtype="float32")
         hit = F.argmax(F.BlockGrad(logits), axis=1) == F.reshape(label, shape=(-1,))
         return (loss, hit, *states) if states else (loss, hit)
 

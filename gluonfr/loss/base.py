@@ -57,6 +57,7 @@ class SoftmaxHeadLoss(Loss):
         self._return_logits = bool(return_logits)
         self._check_label = bool(check_label)
         self._half_input = False
+        self._traced = False  # called with Symbols: traced inside another block's graph
         self._compute_dtype = "float32"
 
     def _num_classes(self, data):
@@ -89,6 +90,7 @@ class SoftmaxHeadLoss(Loss):
         return self._forward_inputs(data, label, list(inputs), sample_weight)
 
     def _forward_inputs(self, data, label, inputs, sample_weight):
+        self._traced = not isinstance(data, nd.NDArray)
         if isinstance(data, nd.NDArray):
             half = data.dtype == np.float16
             compute = "float64" if data.dtype == np.float64 else "float32"
@@ -105,7 +107,16 @@ class SoftmaxHeadLoss(Loss):
         return tuple(out) if isinstance(out, list) else out
 
     def _to_compute_dtype(self, F, x):
-        """float16 -> float32 (softmax over ~1e5 classes overflows a float16 sum); else as is."""
+        """float16 -> float32 (softmax over ~1e5 classes overflows a float16 sum); else as is.
+
+        Inside a graph traced as part of a larger block (the training head), the input dtype
+        is unknown when the graph is built (float16 parameters, or MXNet AMP making the
+        classifier's output float16): ``amp_cast`` converts float16 only and leaves float32
+        alone.
+        """
+        if self._traced:
+            return F.amp_cast(x, dtype="float32")
+        # known from the NDArray input; amp_cast has no float64 kernel on oneDNN CPUs
         return F.cast(x, "float32") if self._half_input else x
 
     def _in_compute_dtype(self, F, x):

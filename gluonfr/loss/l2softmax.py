@@ -106,6 +106,8 @@ class L2SoftmaxLoss(SoftmaxHeadLoss):
                                   num_hidden=self._classes, flatten=True)
         if half_params:
             logits = F.cast(logits, "float32")
+        elif self._traced:  # MXNet AMP may have made the product float16
+            logits = F.amp_cast(logits, dtype="float32")
         index, valid, _ = guard_labels(F, label, logits)
         return self._cross_entropy(F, logits, index, valid, sample_weight)
 

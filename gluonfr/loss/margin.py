@@ -50,8 +50,9 @@ def _replace_target(F, logits, target, index, num_classes):
 
     One ``index_copy`` into the flat (N*C, 1) view: no (N, C) one-hot or mask is built.
     """
-    # row i, column label_i of the flat view; int64: N*C may exceed 2**24
-    rows = F.cast(F.contrib.arange_like(target), "int64")
+    # row i, column label_i of the flat view; counted in int64 (arange_like of the int64
+    # index): float rows would be inexact past 2**11 (float16) and N*C may exceed 2**24
+    rows = F.contrib.arange_like(index)
     flat = index + F.broadcast_mul(rows, num_classes)
     out = F.contrib.index_copy(F.reshape(logits, shape=(-1, 1)), flat,
                                F.reshape(target, shape=(-1, 1)))
