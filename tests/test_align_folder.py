@@ -14,7 +14,6 @@ from gluonfr.detect.folder import JOURNAL, align_folder
 import cv2
 import numpy as np
 import pytest
-
 from conftest import REPO
 
 PEOPLE = {"obama": ["obama_1.jpg", "obama_2.jpg", "obama_3.jpg"], "biden": ["biden_1.jpg"],

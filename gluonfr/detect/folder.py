@@ -21,7 +21,7 @@ from tqdm import tqdm
 
 from ..data._io import atomic_outputs, read_image_bgr
 from ..data.pack import list_identity_folders
-from . import FaceDetector, detect_and_align, NoFaceError
+from . import FaceDetector, NoFaceError, detect_and_align
 
 __all__ = ["align_folder", "JOURNAL", "REPORT", "LANDMARKS"]
 
