@@ -120,3 +120,25 @@ def test_killed_run_resumes(faces_dir, face_detector, third_party_store, tmp_pat
         assert not [n for n in names if n.startswith(".")]  # no temporaries left
         for n in names:
             assert cv2.imread(str(dst / person / n)).shape == (112, 112, 3)
+
+
+def test_pack_rec_aligns_raw_photos_with_the_detector(faces_dir, face_detector, tmp_path):
+    from gluonfr.data import FaceRecordDataset, pack_rec
+
+    src = tmp_path / "raw"
+    _tree(src, faces_dir)
+    with pytest.warns(UserWarning, match="skipped 2 of 9"):
+        info = pack_rec(str(src), str(tmp_path / "rec"), detector=face_detector)
+    assert info["num_images"] == 7 and info["num_classes"] == 4
+    assert sorted(info["skipped"]) == [(str(src / "biden" / "broken.jpg"),
+                                        "unreadable or not an image"),
+                                       (str(src / "hopper" / "wall.jpg"), "no face found")]
+    ds = FaceRecordDataset(str(tmp_path / "rec"))
+    # record 0 is the first photo of the first identity (biden): its detected, aligned face
+    img, label = ds[0]
+    crop = norm_crop(cv2.imread(str(src / "biden" / "biden_1_0.jpg")),
+                     face_detector.detect(str(src / "biden" / "biden_1_0.jpg"))[0].landmarks)
+    assert label == 0
+    assert np.abs(img.asnumpy().astype(int) - crop[:, :, ::-1].astype(int)).mean() < 3
+    with pytest.raises(ValueError, match="expected an aligned 112x112 crop"):
+        pack_rec(str(src), str(tmp_path / "rec2"), detector=None)

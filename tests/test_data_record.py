@@ -289,7 +289,7 @@ def test_pack_rec_unreadable_images_skip_or_raise(tmp_path):
 def test_pack_rec_wrong_size_without_landmarks(tmp_path):
     make_folder(str(tmp_path / "faces"), [1], size=96)
     with pytest.raises(ValueError, match=r"96x96, expected an aligned 112x112"):
-        pack_rec(str(tmp_path / "faces"), str(tmp_path / "out"))
+        pack_rec(str(tmp_path / "faces"), str(tmp_path / "out"), detector=None)
     assert listing(tmp_path / "out") == []
 
 

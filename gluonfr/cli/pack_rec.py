@@ -2,9 +2,11 @@
 
     gluonfr-pack-rec faces/ out/ [--landmarks lmk.json] [--quality 95] [--workers 2]
 
-Images must be aligned 112x112 crops unless a landmark file is given (JSON
-``{"id/img.jpg": [[x, y] x 5]}`` or text lines ``id/img.jpg x1 y1 ... x5 y5``), in which case
-every image is aligned onto the arcface template on the fly. Unreadable images are skipped
+With a landmark file (JSON ``{"id/img.jpg": [[x, y] x 5]}`` or text lines ``id/img.jpg x1
+y1 ... x5 y5``) every image is aligned onto the arcface template on the fly; without one,
+112x112 images are taken as aligned crops and other photos are aligned with the face detector
+(most prominent face; photos without a face are skipped; ``--no-detect`` makes them an
+error). For big raw sets ``gluonfr-align`` first is resumable. Unreadable images are skipped
 and counted (``--strict`` stops at the first one instead); nothing is written unless packing
 succeeds.
 """
@@ -29,11 +31,21 @@ def main(argv=None):
     p.add_argument("--strict", action="store_true",
                    help="stop at the first unreadable image instead of skipping it")
     p.add_argument("--workers", type=int, default=0, help="parallel decode/encode processes")
+    p.add_argument("--no-detect", action="store_true",
+                   help="never run the face detector: every image must be an aligned crop")
+    p.add_argument("--detector", metavar="MODEL.onnx",
+                   help="YuNet model file (default: the model store's YuNet 2023mar)")
     args = p.parse_args(argv)
+    detector = None if args.no_detect else "auto"
+    if args.detector and not args.no_detect:
+        from gluonfr.detect import FaceDetector
+
+        detector = FaceDetector(args.detector)
     info = pack_rec(args.image_folder, args.out_dir, quality=args.quality,
                     landmarks=args.landmarks, image_size=(args.size, args.size),
                     header=not args.no_header, array_labels=args.array_labels,
-                    on_error="raise" if args.strict else "skip", num_workers=args.workers)
+                    on_error="raise" if args.strict else "skip", num_workers=args.workers,
+                    detector=detector)
     print(f"packed {info['num_images']} images of {info['num_classes']} identities into "
           f"{info['rec']} ({len(info['skipped'])} skipped)")
     return 0

@@ -119,8 +119,12 @@ def aligned_rgb(path, table, image_folder, size=112):
     return np.ascontiguousarray(norm_crop(bgr, lmk, size)[:, :, ::-1])
 
 
-def _prepare(path, image_size, landmarks, quality):
-    """-> ('ok', jpeg bytes) | ('skip', reason) | ('error', message)."""
+def _prepare(path, image_size, landmarks, quality, detector=None):
+    """-> ('ok', jpeg bytes) | ('skip', reason) | ('error', message).
+
+    ``detector`` is a :func:`gluonfr.detect.detector_config` (or ``None``): images that are
+    not ``image_size`` crops and have no landmarks are then detected and aligned.
+    """
     img = read_image_bgr(path)
     if img is None:
         return "skip", "unreadable or not an image"
@@ -128,8 +132,16 @@ def _prepare(path, image_size, landmarks, quality):
     if landmarks is not None:
         img = norm_crop(img, landmarks, size=h)
     elif img.shape[:2] != (h, w):
-        return "error", (f"pack_rec: {path} is {img.shape[1]}x{img.shape[0]}, expected an "
-                         f"aligned {w}x{h} crop; pass a landmark file to align on the fly")
+        if detector is None:
+            return "error", (f"pack_rec: {path} is {img.shape[1]}x{img.shape[0]}, expected an "
+                             f"aligned {w}x{h} crop; pass a landmark file or a detector to "
+                             "align on the fly")
+        from ..detect import NoFaceError, detect_and_align, detector_from_config
+
+        try:
+            img = detect_and_align(detector_from_config(detector), img, path, h)[0]
+        except NoFaceError:
+            return "skip", "no face found"
     return "ok", encode_jpeg(img, quality)
 
 
@@ -138,7 +150,8 @@ def _prepare_star(args):
 
 
 def pack_rec(image_folder, out_dir, quality=95, landmarks=None, image_size=(112, 112),
-             header=True, array_labels=False, on_error="skip", num_workers=0, identities=None):
+             header=True, array_labels=False, on_error="skip", num_workers=0, identities=None,
+             detector="auto"):
     """Pack ``image_folder/<identity>/<image>`` into ``out_dir/{train.rec,train.idx,property}``.
 
     Parameters
@@ -152,8 +165,8 @@ def pack_rec(image_folder, out_dir, quality=95, landmarks=None, image_size=(112,
     landmarks : str or dict, optional
         A landmark file (see :func:`read_landmarks`) or ``{relative path: (5, 2)}``. When given,
         every image is aligned with :func:`~gluonfr.data.align.norm_crop`; an image without
-        landmarks counts as unreadable. Without it, images must already be aligned crops of
-        ``image_size``.
+        landmarks counts as unreadable. Without it, images of ``image_size`` are taken as
+        aligned crops and the others go through ``detector``.
     image_size : (int, int)
         (height, width) of the stored crops (square when aligning).
     header : bool
@@ -169,6 +182,14 @@ def pack_rec(image_folder, out_dir, quality=95, landmarks=None, image_size=(112,
     identities : iterable of str, optional
         Pack only these identity sub-folders (labels 0..C-1 follow their sorted names), e.g.
         to hold some identities out for verification pairs (:func:`sample_pairs`).
+    detector : FaceDetector, 'auto' or None
+        Aligns raw photos on the fly when no landmarks are given: the most prominent face
+        (largest box) is aligned with ``norm_crop``; a photo without a face is skipped like
+        an unreadable one (reason ``'no face found'``). ``'auto'``: a default
+        :class:`gluonfr.detect.FaceDetector`, built only when a photo needs it. ``None``: a
+        photo that is not an aligned crop is an error. With workers, detection runs in
+        spawned processes. For big raw sets, ``gluonfr-align`` (resumable, with a report)
+        then ``pack_rec`` on the aligned tree is the better path.
 
     Returns
     -------
@@ -203,6 +224,11 @@ def pack_rec(image_folder, out_dir, quality=95, landmarks=None, image_size=(112,
         raise ValueError(f"pack_rec: {image_folder!r} holds no images in identity sub-folders "
                          f"(expected {image_folder}/<identity>/<image>{IMAGE_EXTENSIONS[0]}); "
                          "nothing written")
+    det = None
+    if table is None and detector is not None:
+        from ..detect import detector_config
+
+        det = detector_config(detector)
     jobs, owners, skipped = [], [], []
     for ident, (_name, files) in enumerate(identities):
         for path in files:
@@ -214,12 +240,12 @@ def pack_rec(image_folder, out_dir, quality=95, landmarks=None, image_size=(112,
                         raise DataFormatError(f"pack_rec: no landmarks for {path}")
                     skipped.append((path, "no landmarks"))
                     continue
-            jobs.append((path, image_size, lmk, quality))
+            jobs.append((path, image_size, lmk, quality, det))
             owners.append(ident)
     kept_names = []
     with RecordWriter(out_dir, image_size=image_size, header=header,
                       array_labels=array_labels) as writer:
-        results = _run_jobs(jobs, num_workers)
+        results = _run_jobs(jobs, num_workers, spawn=det is not None)
         last_ident = None
         for (path, *_), ident, (status, payload) in zip(
                 jobs, owners, tqdm(results, total=len(jobs), desc="packing", unit="img")):
@@ -248,11 +274,13 @@ def pack_rec(image_folder, out_dir, quality=95, landmarks=None, image_size=(112,
             "identities": kept_names, "skipped": skipped}
 
 
-def _run_jobs(jobs, num_workers):
+def _run_jobs(jobs, num_workers, spawn=False):
     if num_workers and num_workers > 0 and len(jobs) > 1:
         import multiprocessing as mp
 
-        with mp.get_context("spawn" if os.name == "nt" else "fork").Pool(num_workers) as pool:
+        # the detector's OpenCV threads can deadlock in forked children: spawn them then
+        method = "spawn" if spawn or os.name == "nt" else "fork"
+        with mp.get_context(method).Pool(num_workers) as pool:
             yield from pool.imap(_prepare_star, jobs, chunksize=16)
     else:
         for job in jobs:

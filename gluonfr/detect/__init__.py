@@ -11,6 +11,7 @@ arcface template's order (left eye, right eye, nose, left and right mouth corner
 the image*), so the landmarks go to ``norm_crop`` unchanged. The tests check this against
 hand-independent references (the template's geometry and mirrored photos).
 """
+import functools
 import os
 from typing import NamedTuple
 
@@ -59,6 +60,23 @@ def pick_face(faces, rule="largest"):
     if rule == "score":
         return int(np.argmax([f.score for f in faces]))
     raise ValueError(f"pick rule must be 'largest' or 'score', got {rule!r}")
+
+
+def detector_config(detector):
+    """A hashable description of ``detector`` from which other processes rebuild it
+    (:func:`detector_from_config`); ``'auto'`` stands for a default ``FaceDetector()``."""
+    if detector == "auto":
+        return ("auto",)
+    return tuple(sorted({"model": detector.model, "min_size": detector.min_size,
+                         "score_threshold": detector.score_threshold,
+                         "nms_threshold": detector.nms_threshold,
+                         "max_size": detector.max_size, "top_k": detector.top_k}.items()))
+
+
+@functools.lru_cache(maxsize=4)
+def detector_from_config(config):
+    """The process's one detector for a :func:`detector_config` (built on first use)."""
+    return FaceDetector() if config == ("auto",) else FaceDetector(**dict(config))
 
 
 def no_face_error(detector, where):

@@ -11,7 +11,6 @@ readable by :func:`gluonfr.data.pack.read_landmarks`) and ``DST/report.json`` /
 ``DST/report.txt`` (photos without a face, unreadable photos, photos with several faces and
 which one was kept and why) are written.
 """
-import functools
 import json
 import os
 
@@ -21,26 +20,13 @@ from tqdm import tqdm
 
 from ..data._io import atomic_outputs, read_image_bgr
 from ..data.pack import list_identity_folders
-from . import FaceDetector, NoFaceError, detect_and_align
+from . import FaceDetector, NoFaceError, detect_and_align, detector_config, detector_from_config
 
 __all__ = ["align_folder", "JOURNAL", "REPORT", "LANDMARKS"]
 
 JOURNAL = ".align-journal.jsonl"
 REPORT = "report.json"
 LANDMARKS = "landmarks.json"
-
-
-@functools.lru_cache(maxsize=4)
-def _cached_detector(config):
-    return FaceDetector(**dict(config))
-
-
-def detector_config(detector):
-    """A hashable description from which worker processes rebuild ``detector``."""
-    return tuple(sorted({"model": detector.model, "min_size": detector.min_size,
-                         "score_threshold": detector.score_threshold,
-                         "nms_threshold": detector.nms_threshold,
-                         "max_size": detector.max_size, "top_k": detector.top_k}.items()))
 
 
 def _write_jpeg(path, image_bgr, quality):
@@ -60,7 +46,7 @@ def _align_one(job):
     if image is None:
         record["status"] = "unreadable"
         return record
-    detector = _cached_detector(config)
+    detector = detector_from_config(config)
     try:
         crop, index, faces = detect_and_align(detector, image, src, size, rule)
     except NoFaceError:
