@@ -17,7 +17,7 @@ import onnxruntime as ort
 def export(model, params, out):
     """The MXNet half: export (BatchNorm folded, dynamic batch)."""
     import gluonfr  # noqa: F401
-    from gluonfr.metrics import load_embedding_net
+    from gluonfr.model_zoo import load_embedding_net
     from gluonfr.utils import export_onnx
 
     net = load_embedding_net(model=model, params=params, hybridize=False)

@@ -20,7 +20,7 @@ from ._optional import import_optional
 from .data.align import norm_crop
 from .detect import detect_and_align, no_face_error
 from .metrics.embeddings import combine_flip, forward_images
-from .metrics.evaluate import load_embedding_net
+from .model_zoo.loading import load_embedding_net
 
 __all__ = ["FaceEmbedder", "DEFAULT_THRESHOLD", "read_image", "threshold_from_eval"]
 

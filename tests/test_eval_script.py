@@ -8,7 +8,7 @@ import sys
 
 from gluonfr.data import load_bin, pack_bin
 from gluonfr.metrics import evaluate_targets, verification
-from gluonfr.utils.context import parse_ctx
+from gluonfr.utils.context import as_context_list, parse_ctx
 
 import mxnet as mx
 import numpy as np
@@ -150,3 +150,14 @@ def test_parse_ctx():
     if mx.context.num_gpus() == 0:
         with pytest.raises(ValueError, match="sees 0 GPU"):
             parse_ctx("gpu:0")
+
+
+def test_as_context_list_is_the_one_ctx_normalisation():
+    assert as_context_list(mx.cpu(1)) == [mx.cpu(1)]
+    assert as_context_list([mx.cpu(0), mx.cpu(1)]) == [mx.cpu(0), mx.cpu(1)]
+    assert as_context_list(c for c in [mx.cpu(2)]) == [mx.cpu(2)]  # any iterable
+    assert as_context_list("cpu:0,cpu:1") == parse_ctx("cpu:0,cpu:1")
+    assert as_context_list(None) == [mx.cpu(0)]
+    for bad in ([], [mx.cpu(), "cpu"], 3):
+        with pytest.raises(ValueError, match="ctx must be an mxnet Context"):
+            as_context_list(bad)

@@ -20,12 +20,12 @@ from gluonfr.metrics import (
     KNOWN_TARGETS,
     evaluate_targets,
     format_table,
-    load_embedding_net,
     load_targets,
     plot_roc,
     results_to_json,
     write_json,
 )
+from gluonfr.model_zoo import load_embedding_net
 from gluonfr.utils.context import parse_ctx
 
 

@@ -169,7 +169,7 @@ def main(argv=None):
         if args.onnx:
             forward = ijb_forward(onnx_path=args.onnx, batch_size=args.batch_size)
         else:
-            from gluonfr.metrics import load_embedding_net
+            from gluonfr.model_zoo import load_embedding_net
 
             net = load_embedding_net(model=args.model, params=args.params, symbol=args.symbol,
                                      ctx=args.ctx, embedding_size=args.embedding_size,

@@ -11,7 +11,7 @@ import sys
 
 from gluonfr._optional import import_optional
 from gluonfr.cli import command_parser
-from gluonfr.metrics import load_embedding_net
+from gluonfr.model_zoo import load_embedding_net
 from gluonfr.utils import export_onnx
 
 import mxnet as mx

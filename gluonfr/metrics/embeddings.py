@@ -4,21 +4,14 @@ import numpy as np
 from mxnet import autograd, gluon
 from tqdm import tqdm
 
+from ..utils.context import as_context_list
+
 __all__ = ["extract_embeddings", "forward_images", "forward_onnx", "combine_flip", "FLIP_MODES"]
 
 #: 'sum': insightface's Accuracy-Flip (``emb(x) + emb(flip(x))``, normalised later);
 #: 'concat': ``[emb(x), emb(flip(x))]`` (insightface's commented-out variant, gluon-face's).
 FLIP_MODES = ("sum", "concat")
 _CPU = mx.cpu()
-
-
-def _as_ctx_list(ctx):
-    if isinstance(ctx, mx.Context):
-        return [ctx]
-    ctx = list(ctx)
-    if not ctx or not all(isinstance(c, mx.Context) for c in ctx):
-        raise ValueError(f"ctx must be an mxnet Context or a non-empty list of them, got {ctx!r}")
-    return ctx
 
 
 def _check_params_on(net, ctx_list):
@@ -88,7 +81,7 @@ def forward_images(net, images, ctx=_CPU, batch_size=64, flip=True, progress=Tru
         float32 (N, D) raw embeddings of the images, and of their mirror images (None
         without ``flip``).
     """
-    ctx_list = _as_ctx_list(ctx)
+    ctx_list = as_context_list(ctx)
     _check_images(images)
     if int(batch_size) != batch_size or batch_size < 1:
         raise ValueError(f"batch_size must be a positive integer, got {batch_size!r}")

@@ -1,4 +1,7 @@
-"""Evaluate an embedding network on verification targets (training callback and scripts/eval.py)."""
+"""Evaluate an embedding network on verification targets (training callback and gluonfr-eval).
+
+Loading the network is the model zoo's job (:func:`gluonfr.model_zoo.load_embedding_net`).
+"""
 import os
 
 import mxnet as mx
@@ -7,7 +10,7 @@ import numpy as np
 from .embeddings import FLIP_MODES, combine_flip, forward_images
 from .protocol import verification
 
-__all__ = ["evaluate_targets", "load_targets", "load_embedding_net", "KNOWN_TARGETS"]
+__all__ = ["evaluate_targets", "load_targets", "KNOWN_TARGETS"]
 
 #: The insightface verification packs, in the order gluon-face's model-zoo table lists them.
 KNOWN_TARGETS = ("lfw", "calfw", "cplfw", "cfp_fp", "agedb_30", "cfp_ff", "vgg2_fp")
@@ -112,71 +115,3 @@ def evaluate_targets(net, targets, ctx=_CPU, batch_size=64, flip=True, mode="sum
                       xnorm=_mean_norm(emb, emb_flip))
         results[name] = result
     return results
-
-
-def load_embedding_net(model=None, params=None, symbol=None, ctx=_CPU, embedding_size=None,
-                       input_name="data", output_layer=None, hybridize=True):
-    """An embedding network from a model-zoo name and a parameter file, or from an exported
-    ``-symbol.json`` and its parameters (gluon ``export`` or an insightface checkpoint).
-
-    Parameters
-    ----------
-    model : str, optional
-        Model-zoo name (:func:`gluonfr.model_zoo.get_model`), with ``params`` the backbone's
-        parameters (as the trainer saves them); extra parameters in the file (a classifier)
-        are ignored, missing ones are an error. Without ``params`` the published parameters.
-    params : str, optional
-    symbol : str, optional
-        ``X-symbol.json``; then ``params`` is required.
-    ctx : mxnet.Context or list of Context
-    embedding_size : int, optional
-        For ``model``: the embedding size it was trained with.
-    input_name : str
-        For ``symbol``: the data input (``data`` for gluon exports and insightface).
-    output_layer : str, optional
-        For ``symbol``: an internal output to use as the embedding (e.g. ``fc1_output`` for
-        an insightface training checkpoint); default: the symbol's output.
-    hybridize : bool
-        Hybridize a zoo model (static memory) for faster inference.
-
-    Returns
-    -------
-    mxnet.gluon.HybridBlock
-    """
-    ctx_list = [ctx] if isinstance(ctx, mx.Context) else list(ctx)
-    if (model is None) == (symbol is None):
-        raise ValueError("give a model-zoo name (model=...) or an exported symbol "
-                         "(symbol=...), not both")
-    if symbol is not None:
-        if params is None:
-            raise ValueError(f"symbol {symbol!r} needs its parameter file (params=...)")
-        for path in (symbol, params):
-            if not os.path.isfile(path):
-                raise FileNotFoundError(f"{path!r} does not exist")
-        sym = mx.sym.load(symbol)
-        if output_layer is not None:
-            internals = sym.get_internals()
-            if output_layer not in internals.list_outputs():
-                raise ValueError(f"{symbol}: no output {output_layer!r}; outputs ending in "
-                                 f"'_output' include e.g. {internals.list_outputs()[-5:]}")
-            sym = internals[output_layer]
-        if input_name not in sym.list_inputs():
-            raise ValueError(f"{symbol}: no input named {input_name!r}; inputs are "
-                             f"{sym.list_inputs()[:5]}...")
-        net = mx.gluon.SymbolBlock(sym, mx.sym.var(input_name, dtype="float32"))
-        net.collect_params().load(params, ctx=ctx_list, allow_missing=False,
-                                  ignore_extra=True, restore_prefix="")
-        return net
-    from ..model_zoo import get_model
-
-    kwargs = {} if embedding_size is None else {"embedding_size": int(embedding_size)}
-    if params is None:
-        net = get_model(model, pretrained=True, ctx=ctx_list, **kwargs)
-    else:
-        if not os.path.isfile(params):
-            raise FileNotFoundError(f"parameter file {params!r} does not exist")
-        net = get_model(model, ctx=ctx_list, **kwargs)
-        net.load_parameters(params, ctx=ctx_list, allow_missing=False, ignore_extra=True)
-    if hybridize:
-        net.hybridize(static_alloc=True)
-    return net

@@ -50,7 +50,7 @@ def ijb_forward(net=None, onnx_path=None, ctx=None, batch_size=64):
     ----------
     net : mxnet.gluon.Block, optional
         Any gluonfr embedding network, e.g. from
-        :func:`gluonfr.metrics.load_embedding_net` (zoo model, imported model or exported
+        :func:`gluonfr.model_zoo.load_embedding_net` (zoo model, imported model or exported
         symbol): NCHW float32 RGB 0..255 in, (N, D) out.
     onnx_path : str, optional
         An ``.onnx`` file with the same input convention (``gluonfr-export-onnx`` writes

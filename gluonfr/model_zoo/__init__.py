@@ -10,12 +10,13 @@ below.
 from . import iresnet, mobilefacenet  # noqa: F401  (registers the models)
 from .importers import get_format_list, import_model
 from .iresnet import IResNet, IRUnit
+from .loading import load_embedding_net
 from .mobilefacenet import MobileFaceNet
 from .model_store import get_model_card, get_model_file, publish_model, purge, store_network
 from .model_zoo import default_initializer, get_model
 from .registry import get_model_list, register_model
 
 __all__ = ["get_model", "get_model_list", "get_model_file", "register_model", "publish_model",
-           "purge", "default_initializer", "import_model", "get_format_list", "get_model_card",
-           "store_network", "MobileFaceNet",
+           "purge", "default_initializer", "import_model", "load_embedding_net",
+           "get_format_list", "get_model_card", "store_network", "MobileFaceNet",
            "IResNet", "IRUnit"]

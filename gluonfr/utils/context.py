@@ -1,7 +1,47 @@
-"""Device lists from command-line text: ``cpu``, ``cpu:0,cpu:1``, ``gpu:0,gpu:1``, ``0,1``."""
+"""Devices: the one place that turns what a user passes as ``ctx`` into a list of contexts.
+
+:func:`parse_ctx` reads command-line text (``cpu``, ``cpu:0,cpu:1``, ``gpu:0,gpu:1``, ``0,1``);
+:func:`as_context_list` accepts everything a library call takes (a context, a list of them or
+that text) and is what every ``ctx=`` argument goes through.
+"""
 import mxnet as mx
 
-__all__ = ["parse_ctx"]
+__all__ = ["as_context_list", "parse_ctx"]
+
+
+def as_context_list(ctx):
+    """A non-empty list of :class:`mxnet.Context` from ``ctx``.
+
+    Parameters
+    ----------
+    ctx : mxnet.Context, sequence of mxnet.Context, or str
+        A string is parsed by :func:`parse_ctx` (``'cpu'``, ``'gpu:0,gpu:1'``, ``'0,1'``);
+        ``None`` means ``cpu``.
+
+    Raises
+    ------
+    ValueError
+        An empty list, or an item that is not an ``mxnet.Context``.
+
+    Examples
+    --------
+    >>> as_context_list(mx.cpu())
+    [cpu(0)]
+    >>> as_context_list("cpu:0,cpu:1")
+    [cpu(0), cpu(1)]
+    """
+    if ctx is None or isinstance(ctx, str):
+        return parse_ctx(ctx)
+    if isinstance(ctx, mx.Context):
+        return [ctx]
+    try:
+        ctx = list(ctx)
+    except TypeError:
+        ctx = None
+    if not ctx or not all(isinstance(c, mx.Context) for c in ctx):
+        raise ValueError(f"ctx must be an mxnet Context, a non-empty list of them or a device "
+                         f"string like 'cpu' or 'gpu:0,gpu:1', got {ctx!r}")
+    return ctx
 
 
 def parse_ctx(text, check=True):
