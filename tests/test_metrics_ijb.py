@@ -156,14 +156,22 @@ def test_verification_matches_loop_rules(random_set):
     assert res["auc"] == pytest.approx(float(auc(fpr, tpr)))
 
 
-def test_pair_scores_in_small_blocks(random_set, monkeypatch):
+@pytest.mark.parametrize("path", ["dense", "gathered"])
+def test_pair_scores_both_paths_in_small_tiles(random_set, monkeypatch, path):
+    # tiles of 7 templates; every tile as one matrix product, or every pair gathered in
+    # 64-pair blocks over several threads: both give the plain dot products
     feats, templates, medias = random_set
     ids, pooled = template_features(feats, templates, medias)
     rng = np.random.default_rng(1)
     t1, t2 = rng.choice(ids, 1000), rng.choice(ids, 1000)
-    whole = ijb.pair_scores(ids, pooled, t1, t2)
-    monkeypatch.setattr(ijb, "_BLOCK_BYTES", 1)  # 64-pair blocks over several threads
-    np.testing.assert_array_equal(ijb.pair_scores(ids, pooled, t1, t2), whole)
+    row = {t: i for i, t in enumerate(ids.tolist())}
+    ref = np.array([pooled[row[a]].astype(np.float64) @ pooled[row[b]]
+                    for a, b in zip(t1.tolist(), t2.tolist())])
+    monkeypatch.setattr(ijb, "_TILE_ROWS", 7)
+    monkeypatch.setattr(ijb, "_BLOCK_BYTES", 1)
+    monkeypatch.setattr(ijb, "_DENSE_FACTOR", 10 ** 9 if path == "dense" else 0)
+    np.testing.assert_allclose(ijb.pair_scores(ids, pooled, t1, t2), ref, rtol=1e-5,
+                               atol=1e-6)
 
 
 def test_unknown_template_in_pairs_is_named(random_set):
