@@ -207,3 +207,15 @@ def test_kill_and_resume_give_identical_results(layout, tmp_path):
     b = evaluate_ijb(full, *fresh, ["default"])["flip=sum,norm=off,faceness=on"]
     np.testing.assert_array_equal(a["verification"]["scores"], b["verification"]["scores"])
     assert a["verification"]["tar_at_far"] == b["verification"]["tar_at_far"]
+
+
+def test_missing_or_broken_image_is_named(layout, tmp_path):
+    meta = load_ijb(layout, "IJBC", pairs=False)
+    meta.image_dir = str(tmp_path)  # no images there
+    forward = ijb_forward(net=tiny_net())
+    with pytest.raises(FileNotFoundError, match=r"1\.jpg \(image 1 of the IJBC meta files\)"):
+        embed_ijb(meta, forward, str(tmp_path / "c1"), "tiny", progress=False)
+    for i in range(len(meta)):
+        (tmp_path / meta.names[i]).write_bytes(b"not a jpeg")
+    with pytest.raises(ValueError, match=r"1\.jpg \(image 1 of the IJBC meta files\)"):
+        embed_ijb(meta, forward, str(tmp_path / "c2"), "tiny", progress=False)

@@ -20,8 +20,9 @@ from concurrent.futures import ThreadPoolExecutor
 import numpy as np
 from tqdm import tqdm
 
-from ..data._io import DataFormatError, read_image_bgr
+from ..data._io import DataFormatError
 from ..data.align import norm_crop
+from ..data.image import read_image
 from ..utils.fileio import atomic_open
 from .ijb import (
     DEFAULT_FPIRS,
@@ -85,11 +86,8 @@ def ijb_forward(net=None, onnx_path=None, ctx=None, batch_size=64):
 
 def _aligned(meta, i):
     path = meta.image_path(i)
-    image = read_image_bgr(path)
-    if image is None:
-        raise DataFormatError(f"{path}: missing or not a decodable image (image {i + 1} of the "
-                              f"{meta.target} meta files)")
-    return norm_crop(image, meta.landmarks[i])[:, :, ::-1]
+    where = f"{path} (image {i + 1} of the {meta.target} meta files)"
+    return norm_crop(read_image(path, color="rgb", where=where), meta.landmarks[i])
 
 
 def aligned_crops(meta, indices, pool=None):
