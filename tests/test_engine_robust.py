@@ -235,3 +235,64 @@ def test_exact_resume_with_batchnorm_dropout_and_prelu(faces, tmp_path):
 def _quiet_train_logger():
     yield
     logging.getLogger("gluonfr.train").handlers.clear()
+
+
+# -- save directories shared between runs ----------------------------------------------------
+def _files(folder):
+    return sorted(os.listdir(folder))
+
+
+def test_a_fresh_run_refuses_another_runs_save_dir_unless_overwrite(faces, tmp_path):
+    d = tmp_path / "run"
+    first = train(_cfg(faces, d, max_iters=4, save_interval=2, keep_last=1))
+    first_id = json.load(open(first["checkpoint"]))["run_id"]
+    before = _files(d)
+    with pytest.raises(ValueError, match=r"--save-dir .*run already holds checkpoints of "
+                                         r"another run \(1, latest: tiny_backbone-4\.json\): "
+                                         r"pass --resume .*--overwrite"):
+        train(_cfg(faces, d, max_iters=2, save_interval=1, keep_last=5))
+    assert _files(d) == before  # nothing touched
+    second = train(_cfg(faces, d, max_iters=2, save_interval=1, keep_last=5, overwrite=True))
+    meta = json.load(open(second["checkpoint"]))
+    assert meta["run_id"] != first_id
+    assert [f for f in _files(d) if f.endswith(".json") and f[-6].isdigit()] == \
+        [f"{TAG}-1.json", f"{TAG}-2.json"]  # the new run's, none of the old one's
+    assert "--overwrite: deleted 1 checkpoints of an earlier run" in open(d / "log.txt").read()
+
+
+def test_a_resumed_run_never_prunes_what_it_just_wrote(faces, tmp_path):
+    d = tmp_path / "run"
+    train(_cfg(faces, d, max_iters=6, save_interval=2, keep_last=3))  # writes 2, 4, 6
+    # back to iteration 2 (say 4 and 6 diverged); keep one checkpoint
+    res = train(_cfg(faces, d, max_iters=3, save_interval=3, keep_last=1,
+                     resume=str(d / f"{TAG}-2.json")))
+    assert res["checkpoint"].endswith(f"{TAG}-3.json")
+    assert os.path.isfile(res["checkpoint"])  # kept: written last, though 6 is a later iteration
+    assert f"{TAG}-6.json" not in _files(d)
+    assert find_checkpoint("latest", str(d), TAG)["iteration"] == 3
+
+
+def test_resume_latest_refuses_to_choose_between_two_runs(faces, tmp_path):
+    a, b = tmp_path / "a", tmp_path / "b"
+    train(_cfg(faces, a, max_iters=4, save_interval=4))
+    train(_cfg(faces, b, max_iters=2, save_interval=2))
+    for name in _files(b):  # another run's checkpoint copied in by hand
+        if name.startswith(TAG + "-2"):
+            os.replace(b / name, a / name)
+    with pytest.raises(ValueError, match=r"--resume latest: .*a holds checkpoints of 2 "
+                                         r"different runs .*--resume PATH\.json"):
+        train(_cfg(faces, a, max_iters=6, save_interval=2, resume="latest"))
+
+
+def test_temporaries_of_an_interrupted_checkpoint_write_are_removed(faces, tmp_path):
+    d = tmp_path / "run"
+    train(_cfg(faces, d, max_iters=2, save_interval=2))
+    # what atomic_paths leaves when the process dies inside the write
+    stale = [d / f".{TAG}-4.params.0123abcd.tmp.params", d / f".{TAG}-4.json.89abcdef.tmp.json"]
+    for path in stale:
+        path.write_bytes(b"partial")
+    (d / "notes.tmp").write_text("not ours")
+    train(_cfg(faces, d, max_iters=3, save_interval=3, resume="latest"))
+    assert not any(p.exists() for p in stale) and (d / "notes.tmp").exists()
+    log = open(d / "log.txt").read()
+    assert log.count("left by an interrupted checkpoint write") == 2

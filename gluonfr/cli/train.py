@@ -19,7 +19,8 @@ __all__ = ["main"]
 
 
 def main(argv=None):
-    """Parse the training flags, train, and return the exit status (1: the loss diverged)."""
+    """Parse the training flags, train, and return the exit status (1: the loss diverged,
+    2: bad input such as a refused --save-dir)."""
     parser = command_parser("gluonfr-train", __doc__)
     add_arguments(parser)
     args = parser.parse_args(argv)
@@ -32,6 +33,10 @@ def main(argv=None):
     except NonFiniteLossError as err:
         print(f"gluonfr-train: error: {err}", file=sys.stderr)
         return 1
+    except (ValueError, FileNotFoundError) as err:
+        # a refused save dir, an unreadable checkpoint or data file: the message says which
+        print(f"gluonfr-train: error: {err}", file=sys.stderr)
+        return 2
     print(f"finished {summary['iterations']} iterations; last checkpoint {summary['checkpoint']}")
     return 0
 

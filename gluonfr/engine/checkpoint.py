@@ -11,14 +11,19 @@ A checkpoint at iteration ``I`` of model ``M`` is four files in ``save_dir``:
 The four files are written together with :func:`gluonfr.utils.fileio.atomic_paths`: all go
 to temporary names first and are renamed into place only once every one is complete, the
 ``.json`` last, so a checkpoint exists only once all of its files do. A run killed at any
-moment leaves either the previous checkpoint or the new one, never half of one.
+moment leaves either the previous checkpoint or the new one, never half of one (and
+temporaries, which the next run in the folder removes: :meth:`CheckpointManager.clean_temporaries`).
+
+Every checkpoint records the ``run_id`` of the run that wrote it. A run prunes only its own
+checkpoints, newest-written first, never the one it has just written, and ``--resume latest``
+refuses to guess between several runs' checkpoints.
 """
 import glob
 import json
 import os
 import re
 
-from ..utils.fileio import atomic_open, atomic_paths
+from ..utils.fileio import atomic_open, atomic_paths, stale_temporaries
 
 __all__ = ["CheckpointManager", "find_checkpoint"]
 
@@ -64,10 +69,19 @@ def find_checkpoint(spec, save_dir, prefix=None):
         When ``"latest"`` finds no complete checkpoint, or the named one does not exist.
     """
     if spec in (None, "", "latest", "auto"):
-        found = CheckpointManager(save_dir, prefix).list()
-        if not found:
+        entries = CheckpointManager(save_dir, prefix).entries()
+        if not entries:
             raise FileNotFoundError(f"--resume: no complete checkpoint (*.json) in {save_dir}")
-        return read_meta(found[-1][1])
+        runs = {}
+        for e in entries:
+            runs.setdefault(e["run_id"], []).append(e)
+        if len(runs) > 1:
+            listing = "; ".join(f"run {rid or '(no id)'}: latest {os.path.basename(v[-1]['json'])}"
+                                for rid, v in runs.items())
+            raise ValueError(f"--resume latest: {save_dir} holds checkpoints of {len(runs)} "
+                             f"different runs ({listing}); name the checkpoint to resume "
+                             "(--resume PATH.json)")
+        return read_meta(entries[-1]["json"])
     path = spec
     for suffix in ("-head.params", ".params", ".states"):
         if path.endswith(suffix):
@@ -89,12 +103,16 @@ class CheckpointManager:
         Model tag, the first part of every file name; ``None`` matches any when listing.
     keep_last : int
         Newest checkpoints kept; the best one (see :meth:`mark_best`) is kept besides them.
+    run_id : str or None
+        The run's identity, stored in every checkpoint it writes; pruning touches only
+        checkpoints of this run (``None``: checkpoints written without an id).
     """
 
-    def __init__(self, save_dir, prefix=None, keep_last=3):
+    def __init__(self, save_dir, prefix=None, keep_last=3, run_id=None):
         self.save_dir = save_dir
         self.prefix = prefix
         self.keep_last = int(keep_last)
+        self.run_id = run_id
 
     def _pattern(self):
         p = re.escape(self.prefix) if self.prefix else r".+?"
@@ -109,6 +127,46 @@ class CheckpointManager:
             if m:
                 found.append((int(m.group(2)), path))
         return sorted(found)
+
+    def entries(self, any_prefix=False):
+        """Complete checkpoints as dicts (``iteration``, ``json``, ``run_id``, ``time``),
+        oldest-written first. ``any_prefix`` lists those of every model tag."""
+        pat = self._pattern() if not any_prefix else re.compile(r"^(.+?)-(\d+)\.json$")
+        out = []
+        for path in glob.glob(os.path.join(glob.escape(self.save_dir), "*.json")):
+            m = pat.match(os.path.basename(path))
+            if not m:
+                continue
+            try:
+                with open(path, encoding="utf-8") as f:
+                    meta = json.load(f)
+            except (OSError, ValueError):
+                continue  # not ours to judge (or to delete)
+            if not isinstance(meta, dict) or meta.get("format") != FORMAT:
+                continue
+            out.append({"iteration": int(m.group(2)), "json": path, "prefix": m.group(1),
+                        "run_id": meta.get("run_id"), "time": float(meta.get("time", 0.0))})
+        return sorted(out, key=lambda e: (e["time"], e["iteration"]))
+
+    def others(self):
+        """Checkpoints in ``save_dir`` (any model tag) that another run wrote."""
+        return [e for e in self.entries(any_prefix=True) if e["run_id"] != self.run_id]
+
+    def delete(self, entry):
+        """Remove one checkpoint (its description first, then its files)."""
+        # the description goes first: a checkpoint never outlives one of its files
+        os.remove(entry["json"])
+        base = os.path.join(self.save_dir, f"{entry['prefix']}-{entry['iteration']}")
+        for suffix in (".params", "-head.params", ".states"):
+            if os.path.exists(base + suffix):
+                os.remove(base + suffix)
+
+    def clean_temporaries(self):
+        """Remove what interrupted checkpoint writes left (call before the run writes any)."""
+        found = stale_temporaries(self.save_dir, f"{self.prefix or ''}*")
+        for path in found:
+            os.remove(path)
+        return found
 
     def names(self, iteration):
         base = f"{self.prefix}-{int(iteration)}"
@@ -136,7 +194,7 @@ class CheckpointManager:
         os.makedirs(self.save_dir, exist_ok=True)
         names = self.names(iteration)
         path = lambda key: os.path.join(self.save_dir, names[key])  # noqa: E731
-        meta = dict(meta, format=FORMAT, iteration=int(iteration),
+        meta = dict(meta, format=FORMAT, iteration=int(iteration), run_id=self.run_id,
                     files={k: names[k] for k in ("backbone", "head", "states")})
         with atomic_paths(*(path(k) for k in ("backbone", "head", "states", "json"))) as tmp:
             backbone.save_parameters(tmp[0])
@@ -144,7 +202,7 @@ class CheckpointManager:
             save_states(tmp[2])
             with open(tmp[3], "w", encoding="utf-8") as f:
                 _dump_json(meta, f)
-        self.prune()
+        self.prune(protect=iteration)
         return path("json")
 
     # -- the best checkpoint ------------------------------------------------------------------
@@ -166,19 +224,20 @@ class CheckpointManager:
         with open(self.best_file, encoding="utf-8") as f:
             return json.load(f)
 
-    def prune(self):
-        """Delete all but the newest ``keep_last`` checkpoints and the best one."""
-        found = self.list()
+    def prune(self, protect=None):
+        """Delete this run's checkpoints but the ``keep_last`` written last and the best one.
+
+        "Last" is by write time, not iteration: a run resumed from an earlier checkpoint keeps
+        what it writes over the later iterations it abandoned. ``protect`` (an iteration) is
+        never deleted; other runs' checkpoints are never touched.
+        """
+        own = [e for e in self.entries() if e["run_id"] == self.run_id]
         best = self.best()
-        keep = {it for it, _ in found[-self.keep_last:]}
+        keep = {e["iteration"] for e in own[-self.keep_last:]}
         if best is not None:
             keep.add(int(best["iteration"]))
-        for it, json_path in found:
-            if it in keep:
-                continue
-            # the description goes first: a checkpoint never outlives one of its files
-            os.remove(json_path)
-            for key, name in self.names(it).items():
-                p = os.path.join(self.save_dir, name)
-                if key != "json" and os.path.exists(p):
-                    os.remove(p)
+        if protect is not None:
+            keep.add(int(protect))
+        for e in own:
+            if e["iteration"] not in keep:
+                self.delete(e)

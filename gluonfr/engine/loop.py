@@ -6,12 +6,14 @@ one optimiser step; per-iteration loss and accuracy sums stay on the devices unt
 asks for them (see :meth:`TrainLoop.sync_metrics`), so nothing waits for the devices between
 log intervals.
 """
+import glob
 import importlib
 import json
 import logging
 import math
 import os
 import time
+import uuid
 import warnings
 
 import mxnet as mx
@@ -165,11 +167,15 @@ class TrainLoop:
                                    else None, console=True)
         if not self.is_chief:
             self.logger.setLevel(logging.WARNING)
-        self.checkpoints = CheckpointManager(cfg.save_dir, cfg.model_tag, cfg.keep_last)
-
         resume = None
         if cfg.resume:
             resume = find_checkpoint(cfg.resume, cfg.save_dir, cfg.model_tag)
+        # a resumed run continues the run it resumes (its checkpoints are its own to prune)
+        self.run_id = resume.get("run_id") if resume is not None else uuid.uuid4().hex[:12]
+        self.checkpoints = CheckpointManager(cfg.save_dir, cfg.model_tag, cfg.keep_last,
+                                             run_id=self.run_id)
+        if self.is_chief:
+            self._prepare_save_dir(resume)
         if cfg.dtype == "float16":
             from mxnet.contrib import amp
 
@@ -349,6 +355,32 @@ class TrainLoop:
         self.logger.info(f"resumed from {meta['json']} at iteration {it} (epoch "
                          f"{self.epoch}, batch {self.batch_in_epoch}, lr "
                          f"{self.learning_rate:.6g})")
+
+    def _prepare_save_dir(self, resume):
+        """Refuse (or with ``--overwrite`` clear) a save dir holding another run's checkpoints,
+        and remove the temporaries of checkpoint writes an earlier process did not finish.
+
+        Two runs in one folder would prune each other's checkpoints (keeping the highest
+        iterations of both) and ``--resume latest`` would pick either.
+        """
+        cfg = self.cfg
+        for path in self.checkpoints.clean_temporaries():
+            self.logger.warning(f"removed {path}: left by an interrupted checkpoint write")
+        others = self.checkpoints.others()
+        if not others or resume is not None:
+            return
+        names = ", ".join(os.path.basename(e["json"]) for e in others[-3:])
+        if not cfg.overwrite:
+            raise ValueError(f"--save-dir {cfg.save_dir} already holds checkpoints of another "
+                             f"run ({len(others)}, latest: {names}): pass --resume to continue "
+                             "it, --overwrite to delete them and start afresh, or choose "
+                             "another --save-dir")
+        for e in others:
+            self.checkpoints.delete(e)
+        for path in glob.glob(os.path.join(glob.escape(cfg.save_dir), "*-best.json")):
+            os.remove(path)
+        self.logger.warning(f"--overwrite: deleted {len(others)} checkpoints of an earlier "
+                            f"run in {cfg.save_dir} (latest: {names})")
 
     def _reseed(self):
         """Re-seed MXNet's generator from (seed, rank, iteration): dropout draws after a

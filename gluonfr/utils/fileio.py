@@ -14,10 +14,11 @@ within one file system), ``fsync`` the data, ``os.replace`` it onto the destinat
 temporaries are removed and the destinations are untouched.
 """
 import contextlib
+import glob
 import os
 import secrets
 
-__all__ = ["atomic_open", "atomic_paths"]
+__all__ = ["atomic_open", "atomic_paths", "stale_temporaries"]
 
 _WRITE_MODES = {"w", "wb", "wt", "w+", "wb+", "w+b", "wt+", "w+t"}
 
@@ -40,6 +41,17 @@ def _temp_path(path):
             continue
         os.close(fd)
         return tmp
+
+
+def stale_temporaries(folder, name_pattern="*"):
+    """Temporaries :func:`atomic_paths` left in ``folder`` (the writer was killed mid-write).
+
+    ``name_pattern`` is a glob of the destination names, e.g. ``"mobilefacenet-*"``. Only
+    call this when no writer can be active in the folder (a run cleaning its own save dir at
+    start): a live writer's temporary matches too.
+    """
+    return sorted(glob.glob(os.path.join(glob.escape(os.fspath(folder)),
+                                         f".{name_pattern}.*.tmp*")))
 
 
 def _fsync_file(path):
