@@ -18,7 +18,7 @@ from typing import NamedTuple
 import cv2
 import numpy as np
 
-from ..data._io import read_image_bgr
+from ..data.image import read_image
 
 __all__ = ["Face", "FaceDetector", "DEFAULT_MODEL", "pick_face", "detect_and_align",
            "no_face_error", "NoFaceError"]
@@ -211,19 +211,8 @@ class FaceDetector:
     # -- inputs ---------------------------------------------------------------------------
     @staticmethod
     def _as_bgr(image, color, where):
-        if isinstance(image, (str, os.PathLike)):
-            path = os.fspath(image)
-            if not os.path.isfile(path):
-                raise FileNotFoundError(f"{path}: no such image file")
-            bgr = read_image_bgr(path)
-            if bgr is None:
-                raise ValueError(f"{path}: not a readable image")
-            return bgr
-        if isinstance(image, bytes):
-            bgr = cv2.imdecode(np.frombuffer(image, np.uint8), cv2.IMREAD_COLOR)
-            if bgr is None:
-                raise ValueError(f"{where}: the bytes are not an encoded image")
-            return bgr
+        if isinstance(image, (str, os.PathLike, bytes, bytearray)):
+            return read_image(image, color="bgr")  # decoded in BGR whatever ``color`` says
         arr = np.asarray(image)
         if arr.dtype != np.uint8 or arr.ndim not in (2, 3) or (
                 arr.ndim == 3 and arr.shape[2] not in (1, 3)):

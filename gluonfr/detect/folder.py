@@ -18,8 +18,9 @@ import cv2
 import numpy as np
 from tqdm import tqdm
 
-from ..data._io import atomic_outputs, read_image_bgr
+from ..data._io import read_image_bgr
 from ..data.pack import list_identity_folders
+from ..utils.fileio import atomic_open
 from . import FaceDetector, NoFaceError, detect_and_align, detector_config, detector_from_config
 
 __all__ = ["align_folder", "JOURNAL", "REPORT", "LANDMARKS"]
@@ -33,9 +34,8 @@ def _write_jpeg(path, image_bgr, quality):
     ok, buf = cv2.imencode(".jpg", image_bgr, [cv2.IMWRITE_JPEG_QUALITY, int(quality)])
     if not ok:
         raise ValueError(f"cannot JPEG-encode the crop for {path}")
-    with atomic_outputs(path) as (tmp,):
-        with open(tmp, "wb") as f:
-            f.write(buf.tobytes())
+    with atomic_open(path, "wb") as f:
+        f.write(buf.tobytes())
 
 
 def _align_one(job):
@@ -79,10 +79,10 @@ def _read_journal(path):
 
 
 def _remove_stale_temps(folder):
-    """Temporaries of atomic writes a killed run left behind (hidden ``.<name>.*.tmp``)."""
+    """Temporaries of atomic writes a killed run left behind (hidden ``.<name>.<hex>.tmp*``)."""
     if os.path.isdir(folder):
         for entry in os.listdir(folder):
-            if entry.startswith(".") and entry.endswith(".tmp"):
+            if entry.startswith(".") and ".tmp" in entry:
                 os.remove(os.path.join(folder, entry))
 
 
@@ -180,13 +180,12 @@ def align_folder(src, dst, detector=None, num_workers=0, size=112, rule="largest
              for r in records if r["status"] == "ok"}
     paths = {"landmarks": os.path.join(dst, LANDMARKS), "report": os.path.join(dst, REPORT),
              "text": os.path.join(dst, "report.txt")}
-    with atomic_outputs(paths["landmarks"], paths["report"], paths["text"]) as tmps:
-        with open(tmps[0], "w", encoding="utf-8") as f:
-            json.dump(table, f, indent=1)
-        with open(tmps[1], "w", encoding="utf-8") as f:
-            json.dump(report, f, indent=1)
-        with open(tmps[2], "w", encoding="utf-8") as f:
-            f.write(_report_text(report))
+    with atomic_open(paths["landmarks"], "w", encoding="utf-8") as f:
+        json.dump(table, f, indent=1)
+    with atomic_open(paths["text"], "w", encoding="utf-8") as f:
+        f.write(_report_text(report))
+    with atomic_open(paths["report"], "w", encoding="utf-8") as f:  # last: marks a finished run
+        json.dump(report, f, indent=1)
     report.update(landmarks=paths["landmarks"], report=paths["report"])
     return report
 
