@@ -69,3 +69,24 @@ def test_launch_dist_without_a_command_is_a_usage_error(capsys):
     assert main(["-n", "2"]) == 2
     err = capsys.readouterr().err
     assert "usage: gluonfr-launch-dist" in err and "after --" in err
+
+
+def test_bad_input_is_one_line_and_status_2(tmp_path, capsys):
+    from gluonfr.cli import pack_bin, pack_rec, publish
+
+    missing = tmp_path / "nowhere.txt"
+    assert pack_bin.main([str(missing), str(tmp_path / "out.bin")]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("gluonfr-pack-bin: error: ") and str(missing) in err
+    assert len(err.strip().splitlines()) == 1  # no traceback
+    pairs = tmp_path / "pairs.txt"
+    pairs.write_text("a.jpg b.jpg 1\nc.jpg d.jpg maybe\n")
+    assert pack_bin.main([str(pairs), str(tmp_path / "out.bin")]) == 2
+    assert f"{pairs}:2: expected 'image_a image_b 1|0'" in capsys.readouterr().err
+    assert pack_rec.main([str(missing), str(tmp_path / "rec")]) == 2
+    assert "is not a folder" in capsys.readouterr().err
+    (tmp_path / "bogus.params").write_bytes(b"not parameters")
+    assert publish.main([str(tmp_path / "bogus.params"), "--model", "mobilefacenet",
+                         "--out-dir", str(tmp_path / "store")]) == 2
+    assert "bogus.params" in capsys.readouterr().err
+    assert sorted(os.listdir(tmp_path)) == ["bogus.params", "pairs.txt"]  # nothing written

@@ -4,10 +4,18 @@ One module per command, ``gluonfr/cli/<command>.py`` with ``main(argv=None)`` re
 exit status: a thin argparse layer over library functions. Each is registered in setup.py's
 ``CONSOLE_SCRIPTS`` as ``gluonfr-<command>=gluonfr.cli.<command>:main``, runs as
 ``python -m gluonfr.cli.<command>``, and ``scripts/<command>.py`` in a checkout only calls it.
+Exit status 0 on success and 2 on bad input, reported as one ``<command>: error: ...`` line.
 """
 import argparse
+import functools
+import sys
 
-__all__ = ["command_parser"]
+from gluonfr._optional import MissingDependencyError
+
+__all__ = ["command_parser", "exits_on_bad_input"]
+
+#: what a user's input or environment can cause: bad paths, malformed files, a missing extra
+BAD_INPUT = (OSError, ValueError, MissingDependencyError)
 
 
 def command_parser(prog, doc):
@@ -22,3 +30,21 @@ def command_parser(prog, doc):
     """
     return argparse.ArgumentParser(prog=prog, description=doc,
                                    formatter_class=argparse.RawDescriptionHelpFormatter)
+
+
+def exits_on_bad_input(prog):
+    """Decorate a command's ``main``: :data:`BAD_INPUT` errors become one line and status 2.
+
+    The library's messages name the file, record or argument at fault, so the command prints
+    ``<prog>: error: <message>`` (as argparse does for bad flags) instead of a traceback.
+    """
+    def decorate(main):
+        @functools.wraps(main)
+        def run(argv=None):
+            try:
+                return main(argv)
+            except BAD_INPUT as err:
+                print(f"{prog}: error: {err}", file=sys.stderr)
+                return 2
+        return run
+    return decorate

@@ -10,7 +10,7 @@ checked against MXNet on a random batch before the command returns.
 import sys
 
 from gluonfr._optional import import_optional
-from gluonfr.cli import command_parser
+from gluonfr.cli import command_parser, exits_on_bad_input
 from gluonfr.model_zoo import load_embedding_net
 from gluonfr.utils import export_onnx
 
@@ -18,6 +18,7 @@ import mxnet as mx
 import numpy as np
 
 
+@exits_on_bad_input("gluonfr-export-onnx")
 def main(argv=None):
     """Export, check against MXNet, return the exit status."""
     p = command_parser("gluonfr-export-onnx", __doc__)

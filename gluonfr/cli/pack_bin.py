@@ -14,7 +14,7 @@ Images are stored as they are (aligned 112x112 crops), aligned with ``norm_crop`
 import os
 import sys
 
-from gluonfr.cli import command_parser
+from gluonfr.cli import command_parser, exits_on_bad_input
 from gluonfr.data import pack_bin
 from gluonfr.data._io import read_image_bgr
 from gluonfr.data.pack import aligned_rgb, read_landmarks
@@ -23,6 +23,7 @@ from gluonfr.data.protocols import PROTOCOLS, read_protocol
 __all__ = ["main"]
 
 
+@exits_on_bad_input("gluonfr-pack-bin")
 def main(argv=None):
     """Write the .bin; return the exit status."""
     p = command_parser("gluonfr-pack-bin", __doc__)

@@ -12,10 +12,11 @@ succeeds.
 """
 import sys
 
-from gluonfr.cli import command_parser
+from gluonfr.cli import command_parser, exits_on_bad_input
 from gluonfr.data import pack_rec
 
 
+@exits_on_bad_input("gluonfr-pack-rec")
 def main(argv=None):
     """Pack the folder; return the exit status."""
     p = command_parser("gluonfr-pack-rec", __doc__)

@@ -12,7 +12,7 @@ machine at once; for others, upload the file to a store and set ``GLUONFR_REPO_U
 """
 import sys
 
-from gluonfr.cli import command_parser
+from gluonfr.cli import command_parser, exits_on_bad_input
 from gluonfr.metrics import write_json
 from gluonfr.model_zoo import get_model_list, publish_model
 
@@ -37,6 +37,7 @@ def parse_args(argv=None):
     return parser.parse_args(argv)
 
 
+@exits_on_bad_input("gluonfr-publish")
 def main(argv=None):
     """Write the store file, print its registry entry; return the exit status."""
     args = parse_args(argv)

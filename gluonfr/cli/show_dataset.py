@@ -10,12 +10,13 @@ different). ``--make-synthetic IDS IMAGES PAIRS`` first writes the procedural fa
 import os
 import sys
 
-from gluonfr.cli import command_parser
+from gluonfr.cli import command_parser, exits_on_bad_input
 from gluonfr.data import contact_sheet, load_bin
 from gluonfr.data.preview import pairs_sheet
 from gluonfr.data.synthetic import make_dataset
 
 
+@exits_on_bad_input("gluonfr-show-dataset")
 def main(argv=None):
     """Draw the sheets; return the exit status."""
     p = command_parser("gluonfr-show-dataset", __doc__)
