@@ -268,3 +268,67 @@ def test_head_hits_are_the_cosine_argmax_and_warmup_shares_the_centres():
 def test_loss_warmup_needs_a_cosine_head():
     with pytest.raises(ValueError, match="--loss-warmup-iters"):
         build_heads(TrainConfig(max_iters=10, loss="softmax", loss_warmup_iters=3), 5, 4)
+
+
+# -- callbacks: the validation result is handed to the checkpoint callback ----------------------
+class _FakeLoop:
+    """The attributes the verification and checkpoint callbacks use, without training."""
+
+    def __init__(self, max_iters):
+        import logging
+
+        self.iteration, self.max_iters, self.is_chief = 0, max_iters, True
+        self.best_val, self.best_score, self.last_val = {}, None, None
+        self.logger = logging.getLogger("test.fake_loop")
+        self.saved, self.marked = [], []
+        loop = self
+
+        class Checkpoints:
+            def mark_best(self, iteration, score, detail=None):
+                loop.marked.append((iteration, score))
+
+            def prune(self):
+                pass
+
+        self.checkpoints = Checkpoints()
+
+    def sync_metrics(self):
+        return {}
+
+    def check_parameters_finite(self):
+        pass
+
+    def save_checkpoint(self):
+        self.saved.append(self.iteration)
+        return f"ckpt-{self.iteration}"
+
+
+def test_checkpoint_callback_asks_the_validation_callback_whatever_their_order():
+    from gluonfr.engine.callbacks import CheckpointCallback, VerificationCallback
+
+    scores = {2: 0.5, 4: 0.7, 6: 0.6, 8: 0.8}  # validation every 2 iterations
+    calls = []
+
+    class Scripted(VerificationCallback):
+        def _verify(self, loop):
+            calls.append(loop.iteration)
+            score = scores[loop.iteration]
+            new_best = loop.best_score is None or score > loop.best_score
+            if new_best:
+                loop.best_score = score
+            loop.last_val = {"iteration": loop.iteration, "mean": score}
+            return dict(loop.last_val, new_best=new_best)
+
+    validation = Scripted(2, targets={"t": None})
+    # the checkpoint callback first: it must still see this iteration's validation result
+    callbacks = [CheckpointCallback(5, validation=validation), validation]
+    loop = _FakeLoop(max_iters=8)
+    for it in range(1, 9):
+        loop.iteration = it
+        for cb in callbacks:
+            cb.on_iteration_end(loop)
+    assert calls == [2, 4, 6, 8]  # once per due iteration, though two callbacks ask
+    assert loop.marked == [(2, 0.5), (4, 0.7), (8, 0.8)]  # 6 was not a new best
+    assert loop.saved == [2, 4, 5, 8]  # new bests, the save interval, the last iteration
+    assert validation.result_for(loop)["new_best"] is True  # iteration 8, not recomputed
+    assert calls == [2, 4, 6, 8]

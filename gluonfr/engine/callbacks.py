@@ -154,8 +154,10 @@ class VerificationCallback(Callback):
 
     Notes
     -----
-    The best accuracy of each target is tracked in ``loop.best_val``; the mean over targets
-    decides the best checkpoint (see :class:`CheckpointCallback`).
+    The best accuracy of each target is tracked in ``loop.best_val`` and the best mean in
+    ``loop.best_score`` (run state, saved in checkpoints). Other callbacks get the result of
+    the current iteration from :meth:`result_for` (the checkpoint callback uses ``new_best``
+    to keep the best checkpoint).
     """
 
     def __init__(self, interval, targets, batch_size=64, flip=True):
@@ -163,10 +165,31 @@ class VerificationCallback(Callback):
         self.targets = targets
         self.batch_size = int(batch_size)
         self.flip = flip
+        self._result = (None, None)  # (iteration, its result or None)
 
     def on_iteration_end(self, loop):
-        if not self.targets or not loop.is_chief or not _due(loop, self.interval):
-            return
+        self.result_for(loop)
+
+    def result_for(self, loop):
+        """The verification of ``loop.iteration``, run at most once per iteration.
+
+        Returns
+        -------
+        dict or None
+            ``iteration``, ``accuracy`` (per target), ``mean`` and ``new_best`` (the mean beat
+            every earlier one), or ``None`` when verification is not due at this iteration
+            (or there is nothing to verify, or this worker is not the chief).
+        """
+        done_at, result = self._result
+        if done_at == loop.iteration:
+            return result
+        result = None
+        if self.targets and loop.is_chief and _due(loop, self.interval):
+            result = self._verify(loop)
+        self._result = (loop.iteration, result)
+        return result
+
+    def _verify(self, loop):
         from ..metrics import evaluate_targets
 
         t0 = time.time()
@@ -189,10 +212,11 @@ class VerificationCallback(Callback):
                 loop.writer.add_scalar(f"val/{name}", acc, loop.iteration)
         score = float(np.mean(list(accs.values())))
         loop.last_val = {"iteration": loop.iteration, "accuracy": accs, "mean": score}
-        if loop.best_score is None or score > loop.best_score:
+        new_best = loop.best_score is None or score > loop.best_score
+        if new_best:
             loop.best_score = score
-            loop.new_best = True
         loop.logger.info(f"verification took {time.time() - t0:.1f} s")
+        return dict(loop.last_val, new_best=new_best)
 
 
 class CheckpointCallback(Callback):
@@ -200,21 +224,30 @@ class CheckpointCallback(Callback):
 
     Before anything is written the pending losses are checked (a NaN stops the run before it
     can replace a good checkpoint) and so are the parameters.
+
+    Parameters
+    ----------
+    interval : int
+    validation : VerificationCallback, optional
+        Asked for the current iteration's result (:meth:`VerificationCallback.result_for`);
+        a new best mean accuracy writes a checkpoint and marks it as the best.
     """
 
-    def __init__(self, interval):
+    def __init__(self, interval, validation=None):
         self.interval = int(interval)
+        self.validation = validation
 
     def on_iteration_end(self, loop):
-        new_best = loop.new_best
-        loop.new_best = False
-        if not loop.is_chief or not (_due(loop, self.interval) or new_best):
+        if not loop.is_chief:
+            return
+        result = self.validation.result_for(loop) if self.validation is not None else None
+        new_best = bool(result and result["new_best"])
+        if not (_due(loop, self.interval) or new_best):
             return
         loop.sync_metrics()
         loop.check_parameters_finite()
         path = loop.save_checkpoint()
         if new_best:
-            loop.checkpoints.mark_best(loop.iteration, loop.best_score, loop.last_val)
+            loop.checkpoints.mark_best(loop.iteration, result["mean"], loop.last_val)
             loop.checkpoints.prune()
         loop.logger.info(f"saved checkpoint {path}" + (" (best so far)" if new_best else ""))
-

@@ -159,6 +159,22 @@ class TrainLoop:
         if not isinstance(cfg, TrainConfig):
             raise TypeError(f"cfg must be a TrainConfig, got {type(cfg).__name__}")
         self.cfg = cfg
+        # each builder reads what the ones before it set (named in its docstring)
+        resume = self._setup_run()
+        self._build_data(dataset)
+        self._build_networks(backbone, resume)
+        self._build_optimizer()
+        self._init_run_state(resume)
+        self._build_callbacks(callbacks)
+
+    # -- builders (called once, in this order, by __init__) -------------------------------------
+    def _setup_run(self):
+        """Devices, kvstore and rank, the save folder and log, AMP, seeds; finds ``--resume``.
+
+        Sets ``ctx``, ``kv``, ``rank``, ``num_kv_workers``, ``is_chief``, ``logger``,
+        ``checkpoints``. Returns the checkpoint description to resume from, or ``None``.
+        """
+        cfg = self.cfg
         self.ctx = parse_ctx(cfg.ctx_spec)
         self.kv, self.rank, self.num_kv_workers = create_kvstore(cfg.kvstore, self.ctx)
         self.is_chief = self.rank == 0
@@ -184,8 +200,17 @@ class TrainLoop:
         # data order and augmentation come from `seed` alone (they are global); MXNet's own
         # draws (dropout) differ per worker, or every worker would drop the same units
         mx.random.seed(seed + _RANK_SEED_STRIDE * self.rank)
+        return resume
 
-        # -- data ----------------------------------------------------------------------------
+    def _build_data(self, dataset):
+        """The dataset and the (sharded when distributed) loader; batch sizes and iterations.
+
+        Needs ``ctx``, ``rank``, ``num_kv_workers``, ``logger``. Sets ``num_classes``,
+        ``per_device_batch``, ``worker_batch``, ``global_batch``, ``loader``,
+        ``iters_per_epoch``, ``max_iters``.
+        """
+        cfg = self.cfg
+        seed = int(cfg.seed)
         if dataset is None:
             dataset = FaceRecordDataset(cfg.data_dir)
         self.num_classes = int(dataset.num_classes)
@@ -214,7 +239,13 @@ class TrainLoop:
                              f"{self.iters_per_epoch}) leave nothing after --warmup-iters "
                              f"{cfg.warmup_iters}")
 
-        # -- networks ------------------------------------------------------------------------
+    def _build_networks(self, backbone, resume):
+        """The backbone (given, built, or from stored weights), the heads, hybridization.
+
+        Needs ``ctx``, ``num_classes``. Sets ``backbone``, ``embedding_size``, ``main_head``,
+        ``warmup_head``.
+        """
+        cfg = self.cfg
         stored = None  # (arch, constructor kwargs, verified file) of stored weights
         if cfg.pretrained_backbone and not os.path.isfile(cfg.pretrained_backbone):
             stored = resolve_weights(cfg.pretrained_backbone)
@@ -243,7 +274,13 @@ class TrainLoop:
                 if block is not None:
                     block.hybridize(static_alloc=static, static_shape=static)
 
-        # -- optimiser -----------------------------------------------------------------------
+    def _build_optimizer(self):
+        """Weight-decay groups, lr schedule, optimiser, trainer (AMP) and gradient reducer.
+
+        Needs ``backbone``, ``main_head``, ``max_iters``, ``kv``. Sets ``wd_mults``,
+        ``lr_scheduler``, ``params``, ``chunks``, ``trainer``.
+        """
+        cfg = self.cfg
         self.wd_mults = set_wd_mult(self.backbone.collect_params(),
                                     self.main_head.collect_params(), cfg.no_wd,
                                     cfg.head_wd_mult,
@@ -265,19 +302,21 @@ class TrainLoop:
         self.trainer = gluon.Trainer(self.params, optimizer, kvstore=self.kv,
                                      update_on_kvstore=False if self.kv is not None else None)
         if cfg.dtype == "float16":
+            from mxnet.contrib import amp
+
             amp.init_trainer(self.trainer)  # dynamic loss scaling
         self._reduce_dist = None
         if self.kv is not None and "dist" in self.kv.type:
             self._reduce_dist = DistGradientReducer(self.kv, list(self.params.values()),
                                                     self.ctx[0], key_offset=len(self.params.keys()))
 
-        # -- run state -----------------------------------------------------------------------
+    def _init_run_state(self, resume):
+        """Position, best results and metric windows, restored from ``resume`` when given."""
         self.iteration = 0
         self.epoch = 0
         self.batch_in_epoch = 0
         self.best_val = {}
         self.best_score = None
-        self.new_best = False
         self.last_val = None
         self.last_stats = None
         self.last_checkpoint = None
@@ -287,6 +326,13 @@ class TrainLoop:
         self.amp_skipped = 0  # float16 updates the loss scaler skipped (overflow)
         if resume is not None:
             self._restore(resume)
+
+    def _build_callbacks(self, callbacks):
+        """TensorBoard writer, verification targets and the callbacks (built-ins first).
+
+        Needs ``is_chief``, ``logger``. Sets ``writer``, ``targets``, ``callbacks``.
+        """
+        cfg = self.cfg
         self.writer = make_summary_writer(cfg.tensorboard_dir) if self.is_chief else None
         self.targets = {}
         if self.is_chief and cfg.val_interval > 0 and cfg.val_targets:
@@ -294,10 +340,13 @@ class TrainLoop:
                                                  image_size=(cfg.input_size, cfg.input_size))
             for path in missing:
                 self.logger.warning(f"verification target {path} not found: skipped")
-        self.callbacks = [LogCallback(cfg.log_interval, progress=cfg.progress),
-                          VerificationCallback(cfg.val_interval, self.targets,
-                                               cfg.val_batch_size, cfg.val_flip),
-                          CheckpointCallback(cfg.save_interval)] + list(callbacks or [])
+        validation = VerificationCallback(cfg.val_interval, self.targets, cfg.val_batch_size,
+                                          cfg.val_flip)
+        # the checkpoint callback asks the validation callback for this iteration's result
+        # (computed once, whichever of the two runs first) to know whether it is a new best
+        self.callbacks = [LogCallback(cfg.log_interval, progress=cfg.progress), validation,
+                          CheckpointCallback(cfg.save_interval, validation=validation)]
+        self.callbacks += list(callbacks or [])
 
     # -- properties ----------------------------------------------------------------------------
     @property
