@@ -7,7 +7,7 @@
 Adding an architecture: a module whose constructors carry :func:`register_model`, imported
 below.
 """
-from . import iresnet, mobilefacenet  # noqa: F401  (registers the models)
+from . import gluonface, iresnet, mobilefacenet  # noqa: F401  (registers the models)
 from .importers import get_format_list, import_model
 from .iresnet import IResNet, IRUnit
 from .loading import load_embedding_net

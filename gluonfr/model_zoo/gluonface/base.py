@@ -1,0 +1,68 @@
+"""What every gluon-face network shares: the input scaling and the embedding-only contract.
+
+gluon-face 1.0.2 (PyPI ``gluonfr==1.0.2``) fed its networks ``ToTensor`` output, RGB in [0, 1].
+Here the division by 255 is the first operation of the graph, so these networks take 0..255
+RGB like every gluonfr network and reproduce gluon-face's outputs on ``x / 255``.
+
+gluon-face's ``FrBase`` held the body in ``features`` (ending in the embedding layer) and an
+optional cosine classifier in ``output``. The same ``features`` attribute holds the same
+children here, so the structural parameter names of a gluon-face ``save_parameters`` file
+(``features.0.0.weight`` ...) are this network's own names and the file loads as it is
+(:func:`gluonfr.model_zoo.import_model` with ``fmt='gluon-face'`` drops the classifier).
+"""
+from mxnet.gluon import nn
+from mxnet.gluon.block import HybridBlock
+
+__all__ = ["GluonFaceNet", "EmbeddingBatchNorm", "single_prelu"]
+
+
+def single_prelu():
+    """gluon-face's activation: Gluon's ``nn.PReLU`` with ONE slope shared by all channels
+    (``alpha`` of shape (1,), initialised at 0.25); insightface and gluonfr's own networks
+    learn one slope per channel."""
+    return nn.PReLU()
+
+
+class EmbeddingBatchNorm(nn.BatchNorm):
+    """``nn.BatchNorm`` over a (N, C) embedding, computed on its (N, C, 1, 1) view.
+
+    Same parameters, names and values as ``nn.BatchNorm`` on the 2-D input. MXNet 1.9.1's
+    oneDNN BatchNorm on a 2-D input can crash the process (a segmentation fault; seen with
+    gluon-face's own SE-ResNet run after its MobileFaceNet in one process); the 4-D path is
+    the one every convolutional BatchNorm takes.
+    """
+
+    def hybrid_forward(self, F, x, gamma, beta, running_mean, running_var):
+        y = super().hybrid_forward(F, F.reshape(x, shape=(0, 0, 1, 1)), gamma, beta,
+                                   running_mean, running_var)
+        return F.reshape(y, shape=(0, 0))
+
+
+class GluonFaceNet(HybridBlock):
+    """Base of the gluon-face architectures: ``features(x / 255)``.
+
+    Parameters
+    ----------
+    embedding_size : int
+        Output dimension.
+
+    Attributes
+    ----------
+    embedding_size : int
+    features : mxnet.gluon.nn.HybridSequential
+        gluon-face's body, children in gluon-face's order.
+    preprocessing : str
+        ``'gluon-face'``: the network divides 0..255 RGB by 255 (no mean, no std).
+    """
+
+    preprocessing = "gluon-face"
+
+    def __init__(self, embedding_size, **kwargs):
+        super().__init__(**kwargs)
+        self.embedding_size = int(embedding_size)
+        with self.name_scope():
+            self.features = nn.HybridSequential()
+
+    def hybrid_forward(self, F, x):
+        # a division, not a multiplication by 1/255: bit-for-bit what ToTensor computed
+        return self.features(x / 255.0)
