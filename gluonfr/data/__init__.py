@@ -12,6 +12,7 @@ loader, packing tools, 5-point alignment and a procedural face generator.
 """
 from . import align, ijb, synthetic
 from ._io import DataFormatError
+from .compat import get_recognition_dataset  # gluon-face's name, deprecated
 from .loader import TrainLoader, make_train_loader
 from .pack import pack_rec, sample_pairs
 from .preview import contact_sheet
@@ -23,4 +24,4 @@ from .verification_bin import load_bin, pack_bin
 __all__ = ["DataFormatError", "FaceRecordDataset", "PKSampler", "TrainAugmentation",
            "TrainLoader",
            "align", "contact_sheet", "ijb", "load_bin", "make_train_loader", "pack_bin", "pack_rec",
-           "sample_pairs", "synthetic"]
+           "sample_pairs", "synthetic", "get_recognition_dataset"]

@@ -27,9 +27,12 @@ from .sphereface import SphereFaceLoss
 
 register_loss(SoftmaxCrossEntropyLoss, name="softmax", kind="logits")
 
+from .compat import ArcLoss, CosLoss, L2Softmax  # noqa: E402  (gluon-face's names, deprecated)
+
 __all__ = ["ArcFaceLoss", "CosFaceLoss", "CombinedMarginLoss", "NormFaceLoss", "L2SoftmaxLoss",
            "SoftmaxCrossEntropyLoss", "SoftmaxHeadLoss", "StatefulHeadLoss", "SphereFaceLoss",
            "SubCenterArcFaceLoss", "MVSoftmaxLoss", "CurricularFaceLoss", "AdaCosLoss",
            "AdaFaceLoss", "MagFaceLoss", "CircleLoss", "CenterLoss", "RingLoss", "GitLoss",
            "LGMLoss", "ContrastiveLoss", "TripletLoss", "MPSLoss", "check_labels", "get_loss",
-           "get_loss_class", "get_loss_list", "loss_kind", "register_loss"]
+           "get_loss_class", "get_loss_list", "loss_kind", "register_loss", "ArcLoss", "CosLoss",
+           "L2Softmax"]

@@ -1,4 +1,6 @@
 """``FaceVerification``: the verification protocol as an ``mx.metric.EvalMetric``."""
+import warnings
+
 import mxnet as mx
 import numpy as np
 
@@ -43,6 +45,14 @@ class FaceVerification(mx.metric.EvalMetric):
     far_target : float
         FAR for VAL@FAR.
     name : str, optional
+    gluonface_get : bool
+        Compatibility with gluon-face 1.0.2 (deprecated): :meth:`get` returns gluon-face's
+        7-tuple ``(tpr, fpr, accuracy, val, val_std, far, accuracy_std)`` instead of
+        ``(name, accuracy)``. The numbers are this metric's (squared L2 on normalised
+        embeddings, thresholds 0..4; gluon-face's plain L2 over 0..2 ranks pairs the same but
+        its threshold grid is coarser in squared terms); ``tpr``/``fpr`` are per threshold,
+        averaged over the folds, as in gluon-face. Off by default because the tuple breaks
+        ``EvalMetric.get``'s contract (``CompositeEvalMetric``, ``get_name_value``).
 
     Examples
     --------
@@ -55,7 +65,7 @@ class FaceVerification(mx.metric.EvalMetric):
     """
 
     def __init__(self, nfolds=10, flip=True, mode="sum", far_target=1e-3, name=None,
-                 output_names=None, label_names=None):
+                 output_names=None, label_names=None, gluonface_get=False):
         if mode not in FLIP_MODES:
             raise ValueError(f"flip mode must be one of {FLIP_MODES}, got {mode!r}")
         if int(nfolds) != nfolds or nfolds < 1:
@@ -64,11 +74,16 @@ class FaceVerification(mx.metric.EvalMetric):
         self.flip = bool(flip)
         self.mode = mode
         self.far_target = float(far_target)
+        self.gluonface_get = bool(gluonface_get)
+        if self.gluonface_get:
+            warnings.warn("FaceVerification(gluonface_get=True): gluon-face's 7-tuple get() is "
+                          "deprecated; use get() -> (name, accuracy) and result() -> dict",
+                          DeprecationWarning, stacklevel=2)
         if name is None:
             name = "verification-flip" if self.flip else "verification"
         super().__init__(name, output_names=output_names, label_names=label_names,
                          nfolds=self.nfolds, flip=self.flip, mode=mode,
-                         far_target=self.far_target)
+                         far_target=self.far_target, gluonface_get=self.gluonface_get)
 
     def reset(self):
         """Forget every pair (start a new target)."""
@@ -140,7 +155,15 @@ class FaceVerification(mx.metric.EvalMetric):
         return self._result
 
     def get(self):
-        """``(name, mean accuracy over the folds)``; NaN before any update."""
+        """``(name, mean accuracy over the folds)``; NaN before any update.
+
+        With ``gluonface_get=True``: ``(tpr, fpr, accuracy, val, val_std, far,
+        accuracy_std)`` (gluon-face's order), after at least one update.
+        """
+        if self.gluonface_get:
+            r = self.result()
+            return (r["tpr"], r["fpr"], r["accuracy"], r["val"], r["val_std"], r["far"],
+                    r["accuracy_std"])
         if not self.num_inst:
             return self.name, float("nan")
         return self.name, self.result()["accuracy"]

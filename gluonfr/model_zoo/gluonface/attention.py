@@ -136,6 +136,9 @@ class GluonFaceAttentionNet(GluonFaceNet):
     input_size : int
         Square input side, a multiple of 16; gluon-face hard-coded the attention maps for
         112 (56, 28, 14).
+    **kwargs
+        ``classes``, ``weight_norm``, ``feature_norm``, ``need_cls_layer``: see
+        :class:`~gluonfr.model_zoo.gluonface.GluonFaceNet`.
     """
 
     def __init__(self, num_layers, embedding_size=512, input_size=112, **kwargs):

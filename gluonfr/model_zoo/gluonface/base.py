@@ -13,6 +13,8 @@ children here, so the structural parameter names of a gluon-face ``save_paramete
 from mxnet.gluon import nn
 from mxnet.gluon.block import HybridBlock
 
+from ...nn.norm_dense import NormDense
+
 __all__ = ["GluonFaceNet", "EmbeddingBatchNorm", "single_prelu"]
 
 
@@ -41,10 +43,22 @@ class EmbeddingBatchNorm(nn.BatchNorm):
 class GluonFaceNet(HybridBlock):
     """Base of the gluon-face architectures: ``features(x / 255)``.
 
+    Embedding-only by default, like every gluonfr network. With ``classes > 0`` it also
+    carries gluon-face's cosine classifier ``output`` (a :class:`gluonfr.nn.NormDense` with
+    gluon-face's ``weight_norm`` / ``feature_norm`` flags) and returns ``(embedding,
+    logits)`` as gluon-face's ``FrBase`` did, so a whole-net gluon-face file loads with
+    ``load_parameters`` and training continues where gluon-face stopped.
+
     Parameters
     ----------
     embedding_size : int
         Output dimension.
+    classes : int
+        Classes of the classifier; none when <= 0 (the default).
+    weight_norm, feature_norm : bool
+        gluon-face's ``NormDense`` flags (its train script set both: cosine logits).
+    need_cls_layer : bool, optional
+        gluon-face's switch; default: whether ``classes > 0``.
 
     Attributes
     ----------
@@ -57,12 +71,23 @@ class GluonFaceNet(HybridBlock):
 
     preprocessing = "gluon-face"
 
-    def __init__(self, embedding_size, **kwargs):
+    def __init__(self, embedding_size, classes=-1, weight_norm=False, feature_norm=False,
+                 need_cls_layer=None, **kwargs):
         super().__init__(**kwargs)
         self.embedding_size = int(embedding_size)
+        if need_cls_layer is None:
+            need_cls_layer = classes > 0
+        if need_cls_layer and classes <= 0:
+            raise ValueError(f"{type(self).__name__}: need_cls_layer=True needs classes > 0, "
+                             f"got classes={classes!r}")
         with self.name_scope():
             self.features = nn.HybridSequential()
+            self.output = (NormDense(classes, self.embedding_size, weight_norm=weight_norm,
+                                     feature_norm=feature_norm) if need_cls_layer else None)
 
     def hybrid_forward(self, F, x):
         # a division, not a multiplication by 1/255: bit-for-bit what ToTensor computed
-        return self.features(x / 255.0)
+        embedding = self.features(x / 255.0)
+        if self.output is None:
+            return embedding
+        return embedding, self.output(embedding)

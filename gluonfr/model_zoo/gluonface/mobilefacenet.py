@@ -56,6 +56,8 @@ class GluonFaceMobileFaceNet(GluonFaceNet):
     """gluon-face 1.0.2's MobileFaceNet; input (N, 3, 112, 112) RGB in 0..255, output (N, 128).
 
     gluon-face hard-coded the 128-d embedding and the 7x7 GDConv (so a 112x112 input).
+    ``classes``, ``weight_norm``, ``feature_norm``, ``need_cls_layer``: see
+    :class:`~gluonfr.model_zoo.gluonface.GluonFaceNet`.
     """
 
     def __init__(self, **kwargs):

@@ -78,6 +78,9 @@ class GluonFaceSEResNet(GluonFaceNet):
         18, 50 or 101 (gluon-face's registered depths).
     embedding_size : int
         D (gluon-face's default 512).
+    **kwargs
+        ``classes``, ``weight_norm``, ``feature_norm``, ``need_cls_layer``: see
+        :class:`~gluonfr.model_zoo.gluonface.GluonFaceNet`.
     """
 
     def __init__(self, num_layers, embedding_size=512, **kwargs):

@@ -69,7 +69,8 @@ def detect_format(source):
         raise ImportFormatError(
             f"{source}: not recognised as any import format ({', '.join(get_format_list())}); "
             f"expected an insightface checkpoint 'dir/model,EPOCH' or '...-symbol.json', an "
-            f"arcface_torch '.pt'/'.pth'/'.onnx' file, or pass fmt=")
+            f"arcface_torch '.pt'/'.pth'/'.onnx' file, a gluon-face '.params' or "
+            f"'-symbol.json' file, or pass fmt=")
     raise ImportFormatError(f"{source}: matches several formats ({', '.join(found)}); "
                             f"pass fmt= to choose one")
 
@@ -115,4 +116,4 @@ def import_model(source, fmt=None, ctx=_CPU):
     return net
 
 
-from . import arcface_torch, insightface_mxnet  # noqa: E402,F401  (registers the formats)
+from . import arcface_torch, gluon_face, insightface_mxnet  # noqa: E402,F401  (registers the formats)
