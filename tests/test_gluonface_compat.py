@@ -94,7 +94,7 @@ def test_l2softmax_from_normx_is_normface_and_its_bug_is_refused():
 
 
 def test_gluonface_get_loss_names():
-    assert {"cosloss", "asoftmax", "svxsoftmax"} <= set(L.get_loss_list())
+    assert set(L.compat.GLUONFACE_LOSS_NAMES) <= set(L.get_loss_list())
     with pytest.warns(DeprecationWarning, match="get_loss\\('cosface'\\)"):
         loss = L.get_loss("cosLoss", classes=5, m=0.3, s=30)  # unreachable in gluon-face
     assert isinstance(loss, L.CosFaceLoss)
@@ -107,6 +107,17 @@ def test_gluonface_get_loss_names():
     ref[rows, label] = target
     out = svx(mx.nd.array(cos), mx.nd.array(label)).asnumpy()
     np.testing.assert_allclose(out, _ce(30 * ref, label), rtol=1e-4, atol=1e-4)
+    # gluon-face's contrastive loss took norm(square(a - b)); gluonfr's the Euclidean distance
+    rng = np.random.RandomState(4)
+    a, b, same = rng.randn(6, 3), rng.randn(6, 3), np.array([1, 0, 1, 0, 0, 1.0])
+    d = np.linalg.norm(a - b, axis=1)
+    ref = same * d ** 2 + (1 - same) * np.maximum(1.5 - d, 0) ** 2
+    contrastive = _quiet(L.get_loss, "contrastiveloss", margin=1.5)
+    out = contrastive(mx.nd.array(a), mx.nd.array(b), mx.nd.array(same)).asnumpy()
+    np.testing.assert_allclose(out, ref, rtol=1e-4, atol=1e-5)
+    assert isinstance(_quiet(L.get_loss, "mpsoss", m=1.0), L.MPSLoss)  # gluon-face's typo
+    center = _quiet(L.get_loss, "centerloss", classes=5, embedding_size=8, lamda=0.1)
+    assert isinstance(center, L.CenterLoss)
 
 
 def _gluonface_root(tmp_path):

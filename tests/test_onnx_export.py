@@ -76,8 +76,15 @@ def _calibrate_batchnorm(net, x):
         bn._kwargs["momentum"] = 0.9
 
 
+# gluon-face's deeper networks (SE-ResNet-50/101 and the attention nets, 27M parameters and
+# up) are left out for CI time; SE-ResNet-50/101 repeat SE-ResNet-18's blocks
+_GLUONFACE_HEAVY = {"gluonface_l_se_resnet50v2", "gluonface_l_se_resnet101v2",
+                    "gluonface_attention_facenet", "gluonface_attentionfacenet56",
+                    "gluonface_attentionfacenet92"}
+
+
 @pytest.mark.slow
-@pytest.mark.parametrize("name", get_model_list())
+@pytest.mark.parametrize("name", [n for n in get_model_list() if n not in _GLUONFACE_HEAVY])
 def test_every_registered_model_exports_with_parity(name, tmp_path):
     mx.random.seed(0)
     net = get_model(name)

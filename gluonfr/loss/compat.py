@@ -4,7 +4,7 @@ Scripts written for gluon-face (PyPI ``gluonfr==1.0.2``) keep running: ``ArcLoss
 ``CosLoss`` and ``L2Softmax`` take gluon-face's arguments (``classes`` first, its defaults
 where they were sensible) and warn with a :class:`DeprecationWarning` naming the gluonfr
 class to use. gluon-face's :func:`gluonfr.loss.get_loss` names that gluonfr spells
-differently are registered too (``cosloss``, ``asoftmax``, ``svxsoftmax``),
+differently are registered too (see :data:`GLUONFACE_LOSS_NAMES`),
 each building gluonfr's loss with the same warning. What was wrong in gluon-face is fixed
 here, not reproduced; each class says what.
 """
@@ -141,7 +141,7 @@ class L2Softmax(NormFaceLoss):
         self.classes = int(classes)
 
 
-def _svx_kwargs(s=None, t=1.0, m1=1.0, m2=0.0, m3=0.0, **kwargs):
+def _svx_kwargs(s=None, t=1.0, m1=1.0, m2=0.0, m3=0.0, classes=None, dtype=None, **kwargs):
     # gluon-face's SVXSoftmax: target cos(m1*theta + m3) - m2, hard negatives t*cos + t - 1,
     # i.e. MVSoftmaxLoss with t - 1 and one of its two margins
     if m1 != 1.0 or (m2 and m3):
@@ -154,34 +154,52 @@ def _svx_kwargs(s=None, t=1.0, m1=1.0, m2=0.0, m3=0.0, **kwargs):
     return out
 
 
-def _drop(*names):
+def _convert(drop=(), **renames):
+    """Drop gluon-face-only arguments (``classes`` and ``dtype`` unless kept by a rename) and
+    rename the others."""
+    drop = set(drop) | ({"classes", "dtype"} - set(renames) - set(renames.values()))
+
     def convert(**kwargs):
-        return {k: v for k, v in kwargs.items() if k not in names}
+        return {renames.get(k, k): v for k, v in kwargs.items() if k not in drop}
     return convert
 
 
 #: gluon-face's ``get_loss`` name -> (gluonfr name, argument conversion). gluon-face's
 #: registry lower-cased the name before looking up ``'cosLoss'``, so that one was
-#: unreachable; here it works. Its other names are gluonfr's (``arcface``, ``softmax``,
-#: ``l2softmax``: gluonfr's classes, see the "Coming from gluon-face" page) or have no
-#: gluonfr loss yet.
+#: unreachable; here it works. ``arcface``, ``softmax``, ``l2softmax`` and ``triplet`` are
+#: gluonfr's own names (gluonfr's classes). The built loss is gluonfr's and is called as
+#: gluonfr's (:func:`gluonfr.loss.loss_kind`): e.g. ring, centre and git losses are extra
+#: terms ``loss(embedding, label)`` beside the classification head, where gluon-face's
+#: classes added the softmax themselves; gluonfr's contrastive loss uses the Euclidean
+#: distance (gluon-face's took the norm of the *squared* difference); gluon-face's
+#: ``cocoloss`` (which owned its class centres) has no alias: ``NormDense`` and
+#: ``NormFaceLoss(s=alpha)`` compute it.
 GLUONFACE_LOSS_NAMES = {
-    "cosloss": ("cosface", _drop()),
-    "asoftmax": ("sphereface", _drop("phiflag")),
+    "cosloss": ("cosface", _convert()),
+    "asoftmax": ("sphereface", _convert(drop=("phiflag",))),
     "svxsoftmax": ("mv_softmax", _svx_kwargs),
+    "ringloss": ("ring", _convert(classes="classes")),
+    "centerloss": ("center", _convert(classes="classes", embedding_size="in_units")),
+    "gitloss": ("git", _convert(drop=("batch_size_per_gpu",), classes="classes",
+                                embedding_size="in_units")),
+    "lgmloss": ("lgm", _convert(drop=("lr_mult",), num_classes="classes",
+                                embedding_size="in_units")),
+    "contrastiveloss": ("contrastive", _convert()),
+    "mpsloss": ("mps", _convert(m="margin")),
+    "mpsoss": ("mps", _convert(m="margin")),  # gluon-face's registry spelled it so
 }
 
 
 def _alias(old, new, convert):
     target = get_loss_class(new)
 
-    def build(classes=None, dtype=None, **kwargs):
+    def build(**kwargs):
         _deprecated(f"get_loss({old!r})", f"get_loss({new!r})")
         return target(**convert(**kwargs))
 
     build.__name__ = old
-    build.__doc__ = (f"Deprecated gluon-face name of ``get_loss({new!r})`` (``classes`` and "
-                     f"``dtype`` are ignored).")
+    build.__doc__ = (f"Deprecated gluon-face name of ``get_loss({new!r})`` (gluon-face's "
+                     f"arguments converted).")
     register_loss(build, name=old, kind=loss_kind(new))
 
 
