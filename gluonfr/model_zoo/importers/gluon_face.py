@@ -1,4 +1,4 @@
-"""gluon-face 1.0.2 (PyPI ``gluonfr==1.0.2``) parameter files and ``export()``ed symbols.
+"""gluon-face 1.0.2 (PyPI ``gluonfr==1.0.2``) parameter files and symbols written by ``export()``.
 
 gluon-face saved its networks in two ways:
 
