@@ -19,7 +19,7 @@ import numpy as np
 from ._optional import import_optional
 from .data.align import norm_crop
 from .detect import detect_and_align, no_face_error
-from .metrics.embeddings import combine_flip, forward_images
+from .metrics.embeddings import combine_flip, forward_images, forward_onnx
 from .model_zoo.loading import load_embedding_net
 
 __all__ = ["FaceEmbedder", "DEFAULT_THRESHOLD", "read_image", "threshold_from_eval"]
@@ -244,17 +244,6 @@ class FaceEmbedder:
         return np.stack([np.ascontiguousarray(c) for c in crops]), sources
 
     # -- outputs --------------------------------------------------------------------------
-    def _forward_onnx(self, crops):
-        name = self._session.get_inputs()[0].name
-        outs, flips = [], []
-        for start in range(0, len(crops), self.batch_size):
-            batch = crops[start:start + self.batch_size].transpose(0, 3, 1, 2)
-            batch = np.ascontiguousarray(batch, dtype=np.float32)
-            outs.append(self._session.run(None, {name: batch})[0])
-            if self.flip:
-                flips.append(self._session.run(None, {name: batch[:, :, :, ::-1].copy()})[0])
-        return np.concatenate(outs), (np.concatenate(flips) if self.flip else None)
-
     def embed(self, images, color="rgb", landmarks=None, faces="largest", detect=None,
               return_faces=False, return_norm=False):
         """L2-normalised embeddings of one or several faces.
@@ -302,7 +291,8 @@ class FaceEmbedder:
         also measure how much the two agree), the image's otherwise.
         """
         if self.backend == "onnx":
-            emb, emb_flip = self._forward_onnx(crops)
+            emb, emb_flip = forward_onnx(self._session, crops, batch_size=self.batch_size,
+                                         flip=self.flip)
         else:
             emb, emb_flip = forward_images(self.net, crops, ctx=self.ctx,
                                            batch_size=self.batch_size, flip=self.flip,
