@@ -39,7 +39,7 @@ _POOL_ROWS = 8192
 # matrix product (its first x its second templates) when its pairs are at least
 # 1 / _DENSE_FACTOR of those products: gathering the two rows of a pair costs as much as
 # tens of dot products inside a BLAS matrix product.
-_TILE_ROWS = 1024
+_TILE_ROWS = 512
 _DENSE_FACTOR = 48
 
 
@@ -338,13 +338,10 @@ def pair_scores(template_ids, feats, t1, t2):
     rank = np.cumsum(present) - 1
     tiles = -(-len(first_rows) // _TILE_ROWS)
     tile = (rank[r1] // _TILE_ROWS).astype(np.uint16 if tiles < 2 ** 16 else np.int64)
-    # a stable sort of 16-bit keys is a radix sort: linear in the number of pairs
-    order = np.argsort(tile, kind="stable")
-    bounds = np.searchsorted(tile[order], np.arange(tiles + 1))
-    del tile
     sparse = []
     for k in range(tiles):
-        pairs = order[bounds[k]:bounds[k + 1]]
+        # one scan of the small tile keys per tile instead of a sort: no pair-sized index
+        pairs = np.flatnonzero(tile == k)
         rows = first_rows[k * _TILE_ROWS:(k + 1) * _TILE_ROWS]
         second = np.zeros(num_templates, dtype=bool)
         second[r2[pairs]] = True

@@ -76,8 +76,9 @@ def ijb_forward(net=None, onnx_path=None, ctx=None, batch_size=64):
         ctx = mx.cpu() if ctx is None else ctx
         return lambda crops: forward_images(net, crops, ctx=ctx, batch_size=batch_size,
                                             flip=True, progress=False)
-    import onnxruntime as ort
+    from .._optional import import_optional
 
+    ort = import_optional("onnxruntime", "onnx", "ijb_forward(onnx_path=...)")
     if not os.path.isfile(onnx_path):
         raise FileNotFoundError(f"ONNX file {onnx_path!r} does not exist")
     session = ort.InferenceSession(onnx_path, providers=["CPUExecutionProvider"])
