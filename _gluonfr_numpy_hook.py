@@ -57,22 +57,30 @@ class MxnetImportHook:
     """
 
     def __init__(self):
-        self.done = False
+        self.done = False  # set once mxnet's code has run with the aliases in place
+        self._finding = False
 
     def find_spec(self, fullname, path=None, target=None):
-        """Return mxnet's spec with a patched loader the first time; ``None`` otherwise."""
-        if fullname != "mxnet" or self.done:
+        """Return mxnet's spec with a patched loader until mxnet is loaded; else ``None``.
+
+        A bare ``importlib.util.find_spec("mxnet")`` (a probe for whether mxnet exists)
+        gets a patched spec too and does not use the hook up: only executing mxnet does.
+        """
+        if fullname != "mxnet" or self.done or self._finding:
             return None
-        self.done = True  # once only, and never recursive
-        finders = list(sys.meta_path)
-        rest = finders[finders.index(self) + 1:] if self in finders else finders
-        for finder in rest:
-            find = getattr(finder, "find_spec", None)
-            spec = find(fullname, path, target) if find is not None else None
-            if spec is not None:
-                break
-        else:
-            return None  # not installed: Python raises its usual ModuleNotFoundError
+        self._finding = True  # our own search below must not find us again
+        try:
+            finders = list(sys.meta_path)
+            rest = finders[finders.index(self) + 1:] if self in finders else finders
+            for finder in rest:
+                find = getattr(finder, "find_spec", None)
+                spec = find(fullname, path, target) if find is not None else None
+                if spec is not None:
+                    break
+            else:
+                return None  # not installed: Python raises its usual ModuleNotFoundError
+        finally:
+            self._finding = False
         loader = spec.loader
         if loader is None or not hasattr(loader, "exec_module"):
             _restore_quietly()
@@ -80,6 +88,7 @@ class MxnetImportHook:
         original = loader.exec_module
 
         def exec_module(module):
+            self.done = True
             _restore_quietly()
             try:
                 del loader.exec_module  # back to the class's method
