@@ -10,6 +10,9 @@ and with flip), and optionally writes every number to JSON and an ROC figure::
     gluonfr-eval --symbol model-symbol.json --params model-0000.params \\
         --output-layer fc1_output --data-dir faces_emore     # an insightface checkpoint
 
+    gluonfr-eval --model mobilefacenet --params mfn.params --data-dir faces_emore \\
+        --targets lfw --gallery errors/       # the hardest false positives / negatives
+
 Targets missing from ``--data-dir`` are reported and skipped.
 """
 import os
@@ -58,6 +61,14 @@ def parse_args(argv=None):
                    help="run a zoo model imperatively")
     p.add_argument("--json", help="write all results to this JSON file")
     p.add_argument("--plot", help="draw the ROC curves into this image (.png/.pdf/.svg)")
+    p.add_argument("--gallery", metavar="DIR",
+                   help="save per target the hardest false positives and false negatives "
+                        "at the threshold as image grids (+ a JSON list) in DIR")
+    p.add_argument("--gallery-size", type=int, default=16,
+                   help="pairs per gallery (default: %(default)s)")
+    p.add_argument("--gallery-threshold", type=float,
+                   help="squared-L2 threshold of the galleries (default: the target's mean "
+                        "best threshold over the folds)")
     p.add_argument("--quiet", action="store_true", help="no progress bars")
     args = p.parse_args(argv)
     if (args.model is None) == (args.symbol is None):
@@ -100,7 +111,8 @@ def main(argv=None):
                              hybridize=args.hybridize)
     results = evaluate_targets(net, targets, ctx=args.ctx, batch_size=args.batch_size,
                                flip=args.flip, mode=args.flip_mode, nfolds=args.nfolds,
-                               far_target=args.far, progress=not args.quiet)
+                               far_target=args.far, progress=not args.quiet,
+                               return_distances=bool(args.gallery))
     print(format_table(results))
     for name, res in results.items():
         print(f"[{name}] VAL@FAR={args.far:g}: {res['val']:.5f}+-{res['val_std']:.5f} "
@@ -113,6 +125,17 @@ def main(argv=None):
                 "far_target": args.far, "missing": missing}
         write_json(results_to_json(results, **meta), args.json)
         print(f"wrote {args.json}")
+    if args.gallery:
+        from gluonfr.metrics.gallery import error_gallery
+
+        for name, res in results.items():
+            thr = res["threshold"] if args.gallery_threshold is None else args.gallery_threshold
+            images, issame = targets[name]
+            g = error_gallery(images, issame, res["distances"], thr, args.gallery, name,
+                              num=args.gallery_size)
+            print(f"[{name}] at threshold {thr:.3f}: {g['num_false_positives']} false "
+                  f"positives, {g['num_false_negatives']} false negatives; wrote "
+                  f"{', '.join(g['files'])}")
     if args.plot:
         plot_roc(results, args.plot, title="ROC " + (args.model or os.path.basename(args.symbol)),
                  far_target=args.far)

@@ -120,10 +120,10 @@ def pair_tile(a, b, caption, mark=None, side=112):
         row = np.concatenate([bar, row], axis=1)
     lines = str(caption).split("\n")
     scale = side / 280.0
-    line_h = max(10, int(round(28 * scale)))
+    line_h = max(12, int(round(36 * scale)))
     strip = np.full((line_h * len(lines) + 4, row.shape[1], 3), 255, np.uint8)
     for k, line in enumerate(lines):
-        cv2.putText(strip, line, (3, line_h * (k + 1) - 3), cv2.FONT_HERSHEY_SIMPLEX, scale,
+        cv2.putText(strip, line, (3, line_h * (k + 1) - 1), cv2.FONT_HERSHEY_SIMPLEX, scale,
                     (0, 0, 0), 1, cv2.LINE_AA)
     return np.concatenate([row, strip], axis=0)
 

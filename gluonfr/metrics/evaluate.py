@@ -8,7 +8,7 @@ import mxnet as mx
 import numpy as np
 
 from .embeddings import FLIP_MODES, combine_flip, forward_images
-from .protocol import verification
+from .protocol import pair_distances, verification
 
 __all__ = ["evaluate_targets", "load_targets", "KNOWN_TARGETS"]
 
@@ -56,7 +56,7 @@ def _mean_norm(*arrays):
 
 
 def evaluate_targets(net, targets, ctx=_CPU, batch_size=64, flip=True, mode="sum", nfolds=10,
-                     far_target=1e-3, progress=True):
+                     far_target=1e-3, progress=True, return_distances=False):
     """Verification results of a network on each target, every target on its own.
 
     Each target is embedded and scored independently of the others (no state carries over,
@@ -79,6 +79,10 @@ def evaluate_targets(net, targets, ctx=_CPU, batch_size=64, flip=True, mode="sum
     nfolds : int
     far_target : float
     progress : bool
+    return_distances : bool
+        Also keep ``distances`` (P,) in each result: the squared L2 distances of the pairs'
+        unit embeddings the numbers were computed from (e.g. for
+        :func:`gluonfr.metrics.gallery.error_gallery`).
 
     Returns
     -------
@@ -105,12 +109,14 @@ def evaluate_targets(net, targets, ctx=_CPU, batch_size=64, flip=True, mode="sum
         emb, emb_flip = forward_images(net, images, ctx=ctx, batch_size=batch_size, flip=flip,
                                        progress=progress, desc=name)
         plain = verification(emb, issame, nfolds=nfolds, far_target=far_target)
+        fused = combine_flip(emb, emb_flip, mode) if flip else emb
         if flip:
-            result = verification(combine_flip(emb, emb_flip, mode), issame, nfolds=nfolds,
-                                  far_target=far_target)
+            result = verification(fused, issame, nfolds=nfolds, far_target=far_target)
             result["noflip"] = plain
         else:
             result = plain
+        if return_distances:
+            result["distances"] = pair_distances(fused)
         result.update(flip=bool(flip), flip_mode=mode if flip else None,
                       xnorm=_mean_norm(emb, emb_flip))
         results[name] = result

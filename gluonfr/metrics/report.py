@@ -86,7 +86,7 @@ def _plain(value):
 
 
 def _variant_json(res, curves):
-    out = {k: v for k, v in res.items() if k != "noflip"}
+    out = {k: v for k, v in res.items() if k not in ("noflip", "distances")}
     if not curves:
         for key in ("tpr", "fpr", "thresholds", "roc_fpr", "roc_tpr"):
             out.pop(key, None)
