@@ -34,9 +34,9 @@ _OPTIONAL = runpy.run_path(os.path.join(HERE, "gluonfr", "_optional.py"))
 EXTRAS = {extra: [req] for extra, req in _OPTIONAL["MXNET_EXTRAS"].items()}
 EXTRAS.update(_OPTIONAL["EXTRAS"])
 EXTRAS["all"] = sorted({req for name in _OPTIONAL["EXTRAS"] for req in EXTRAS[name]})
-# scikit-learn: the tests' independent references (KFold, roc_curve, normalize); wheel: the
-# wheel-build test builds without isolation (offline, from the installed setuptools)
-EXTRAS["test"] = ["pytest>=7", "ruff>=0.4", "scikit-learn>=1.3", "wheel>=0.40"]
+# scikit-learn: the tests' independent references (KFold, roc_curve, normalize); setuptools,
+# wheel: the wheel test builds without isolation (offline, PEP 660 editable from setuptools 64)
+EXTRAS["test"] = ["pytest>=7", "ruff>=0.4", "scikit-learn>=1.3", "setuptools>=64", "wheel>=0.40"]
 EXTRAS["docs"] = ["sphinx>=7", "sphinx-rtd-theme>=2"]
 
 
