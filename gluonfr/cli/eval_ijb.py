@@ -42,7 +42,13 @@ def model_id(args):
         if path:
             parts.append(f"{flag}={_file_sha1(path)}")
     if args.model and not args.params:
-        parts.append("pretrained")
+        # published or imported weights (gluonfr-import): the stored file is the identity
+        from gluonfr.model_zoo import get_model_file
+
+        try:
+            parts.append(f"pretrained={_file_sha1(get_model_file(args.model))}")
+        except (OSError, ValueError):
+            parts.append("pretrained")  # loading the network will say what is missing
     return ";".join(parts)
 
 
@@ -55,7 +61,8 @@ def parse_args(argv=None):
     p.add_argument("--ijb-root", help="IJB_release folder (holding IJBC/ or IJBB/)")
     p.add_argument("--target", default="IJBC", type=str.upper, choices=("IJBC", "IJBB"))
     src = p.add_argument_group("model (a zoo name, an exported symbol or an ONNX file)")
-    src.add_argument("--model", help="model-zoo name, e.g. mobilefacenet, iresnet100")
+    src.add_argument("--model", help="model-zoo name, e.g. mobilefacenet, iresnet100, or a "
+                                     "name given to gluonfr-import (its stored weights)")
     src.add_argument("--params", help="parameter file (zoo model: the backbone's; without it, "
                                       "the published parameters)")
     src.add_argument("--symbol", help="exported X-symbol.json (gluon export or insightface)")
