@@ -98,6 +98,8 @@ def test_se_resnet_features_only(tmp_path):
     net = import_model(path, fmt="gluon-face")
     assert net.import_info["name"] == "gluonface_l_se_resnet18v2"
     assert net.import_info["kwargs"] == {"embedding_size": 512}
+    with pytest.raises(ValueError, match="128-d"):
+        get_model("gluonface_mobilefacenet", embedding_size=64)
     assert net.import_info["classes"] is None
     _check_parity(net, _io("l_se_resnet18v2-features"))
 
@@ -121,6 +123,22 @@ def test_imported_net_round_trips_through_its_own_file(tmp_path):
     again.load_parameters(mine)
     x = mx.nd.array(_io("mobilefacenet")["input"].astype(np.float32))
     np.testing.assert_array_equal(again(x).asnumpy(), net(x).asnumpy())
+
+
+def test_gluonfr_import_stores_it_with_a_gluonface_card(tmp_path, capsys):
+    from gluonfr.cli import import_
+    from gluonfr.model_zoo import get_model_card
+
+    (path,) = _unpack(tmp_path, "mobilefacenet.params")
+    root = str(tmp_path / "store")
+    assert import_.main([path, "--root", root]) == 0
+    assert "get_model('gluonface_mobilefacenet', pretrained=True)" in capsys.readouterr().out
+    card = get_model_card("gluonface_mobilefacenet", root=root)
+    assert "gluon-face preprocessing" in card["preprocessing"]
+    assert card["format"] == "gluon-face" and card["embedding_size"] == 128
+    assert card["input"]["normalisation"].startswith("(x - 0) * 0.003921568627")
+    net = get_model("gluonface_mobilefacenet", pretrained=True, root=root)
+    _check_parity(net, _io("mobilefacenet"))
 
 
 def test_not_a_gluonface_network_names_the_file_and_the_nearest(tmp_path):

@@ -4,6 +4,7 @@
     gluonfr-import model-r100-ii/model-symbol.json    # the same, by its symbol file
     gluonfr-import glint360k_r100/backbone.pth        # arcface_torch state dict
     gluonfr-import w600k_r50.onnx --name w600k_r50    # arcface_torch ONNX export
+    gluonfr-import mobilefacenet-it-86000.params      # gluon-face save_parameters file
 
 converts the weights exactly (the architecture, BatchNorm epsilons and input normalisation
 are read from the files), writes ``<name>-<sha1[:8]>.params`` into the cache folder
@@ -20,10 +21,10 @@ from gluonfr.cli import command_parser
 def parse_args(argv=None):
     """The arguments of ``gluonfr-import``."""
     parser = command_parser("gluonfr-import", __doc__)
-    parser.add_argument("source", help="'dir/model,EPOCH', '...-symbol.json', '.pt', '.pth' "
-                                       "or '.onnx'")
+    parser.add_argument("source", help="'dir/model,EPOCH', '...-symbol.json', '.pt', '.pth', "
+                                       "'.onnx' or a gluon-face '.params'")
     parser.add_argument("--fmt", help="import format (default: detected from the files): "
-                                      "insightface-mxnet, arcface-torch, ...")
+                                      "insightface-mxnet, arcface-torch, gluon-face, ...")
     parser.add_argument("--name", help="name for get_model (default: the architecture, e.g. "
                                        "iresnet50)")
     parser.add_argument("--tag", help="tag of these weights (default: from the file or "

@@ -104,7 +104,9 @@ def card_for_import(info, overrides=None):
     dict
     """
     kwargs = info["kwargs"]
-    mean, scale = kwargs["input_mean"], kwargs["input_scale"]
+    # formats whose networks fix their input scaling (gluon-face's / 255) give it in "input"
+    mean = kwargs.get("input_mean", info.get("input", {}).get("mean"))
+    scale = kwargs.get("input_scale", info.get("input", {}).get("scale"))
     card = {
         # the last two path parts ('model-y1-test2/model,0'): no private folders in cards
         "source": "/".join(os.fspath(info["source"]).replace("\\", "/").split("/")[-2:]),
@@ -123,6 +125,8 @@ def card_for_import(info, overrides=None):
         "licence": "not stated by the file: check the terms of where it came from",
         "published_accuracy": {},
     }
+    if info.get("preprocessing"):
+        card["preprocessing"] = info["preprocessing"]
     release = known_release(info["source"])
     if release is not None:
         card["release"] = release["release"]

@@ -60,7 +60,11 @@ class GluonFaceMobileFaceNet(GluonFaceNet):
     :class:`~gluonfr.model_zoo.gluonface.GluonFaceNet`.
     """
 
-    def __init__(self, **kwargs):
+    def __init__(self, embedding_size=128, **kwargs):
+        if embedding_size != 128:
+            raise ValueError(f"gluon-face's MobileFaceNet is 128-d (it hard-coded the size), got "
+                             f"embedding_size={embedding_size!r}; gluonfr's 'mobilefacenet' "
+                             f"takes any size")
         super().__init__(128, **kwargs)
         body = self.features
         with body.name_scope():

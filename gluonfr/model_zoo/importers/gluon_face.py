@@ -86,7 +86,8 @@ def _load(path):
 def _candidates(embedding_size):
     """(name, kwargs, net) for every gluon-face architecture (built, not initialised)."""
     for name, build in _architectures().items():
-        kwargs = {} if name == "gluonface_mobilefacenet" else {"embedding_size": embedding_size}
+        size = 128 if name == "gluonface_mobilefacenet" else embedding_size
+        kwargs = {"embedding_size": size}
         yield name, kwargs, build(**kwargs)
 
 
