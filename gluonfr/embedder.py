@@ -12,35 +12,22 @@ import os
 import tempfile
 import warnings
 
-import cv2
 import mxnet as mx
 import numpy as np
 
 from ._optional import import_optional
 from .data.align import norm_crop
+from .data.image import read_image
 from .detect import detect_and_align, no_face_error
 from .metrics.embeddings import combine_flip, forward_images, forward_onnx
 from .model_zoo.loading import load_embedding_net
 
-__all__ = ["FaceEmbedder", "DEFAULT_THRESHOLD", "read_image", "threshold_from_eval"]
+__all__ = ["FaceEmbedder", "DEFAULT_THRESHOLD", "threshold_from_eval"]
 
 #: cosine-similarity threshold used until one is calibrated; it corresponds to a squared-L2
 #: threshold of 1.5, near where ArcFace-trained models put LFW's best threshold
 DEFAULT_THRESHOLD = 0.25
 _CPU = mx.cpu()
-
-
-def read_image(path):
-    """Read an image file as HWC uint8 **RGB**; a clear error if it is not a readable image."""
-    path = os.fspath(path)
-    if not os.path.isfile(path):
-        raise FileNotFoundError(f"{path}: no such image file")
-    data = np.fromfile(path, dtype=np.uint8)
-    image = cv2.imdecode(data, cv2.IMREAD_COLOR) if data.size else None
-    if image is None:
-        raise ValueError(f"{path}: not a readable image (OpenCV could not decode "
-                         f"{data.size} bytes)")
-    return cv2.cvtColor(image, cv2.COLOR_BGR2RGB)
 
 
 def threshold_from_eval(json_path, target=None):

@@ -11,7 +11,7 @@ import gluonfr  # noqa: F401
 from gluonfr.data import (
     DataFormatError,
     FaceRecordDataset,
-    _io,
+    image,
     load_bin,
     make_train_loader,
     pack_bin,
@@ -108,14 +108,15 @@ def test_strict_decode_turns_libjpeg_warnings_into_errors(capfd):
     rng = np.random.default_rng(3)
     clean = [noisy_jpeg(rng) for _ in range(3)]
     for data in clean:  # no false alarms, the same pixels
-        np.testing.assert_array_equal(_io.decode_bgr(data, "x", strict=True),
-                                      _io.decode_bgr(data, "x"))
+        np.testing.assert_array_equal(image.decode_image(data, "x", "bgr", strict=True),
+                                      image.decode_image(data, "x", "bgr"))
     caught = silent = 0
     for data in flipped_variants(clean[0], 20, seed=4):
-        lenient = _io.decode_bgr(data, "x")  # decodes to wrong pixels, warns on stderr only
+        # decodes to wrong pixels, warns on stderr only
+        lenient = image.decode_image(data, "x", "bgr")
         assert lenient.shape == (112, 112, 3)
         try:
-            strict = _io.decode_bgr(data, "pos 7", strict=True)
+            strict = image.decode_image(data, "pos 7", "bgr", strict=True)
         except DataFormatError as err:
             assert str(err).startswith("pos 7: corrupt image data (libjpeg: Corrupt JPEG")
             caught += 1
@@ -147,7 +148,7 @@ def test_verify_strict_and_loader_strict_name_the_key(tmp_path):
 
 def _decode_fails_strictly(data):
     try:
-        _io.decode_bgr(data, "probe", strict=True)
+        image.decode_image(data, "probe", "bgr", strict=True)
     except DataFormatError:
         return True
     return False

@@ -4,8 +4,9 @@ import os
 import gluonfr  # noqa: F401
 from gluonfr.cli.verify import main as verify_main
 from gluonfr.data.align import norm_crop
+from gluonfr.data.image import read_image
 from gluonfr.detect import NoFaceError
-from gluonfr.embedder import FaceEmbedder, read_image, threshold_from_eval
+from gluonfr.embedder import FaceEmbedder, threshold_from_eval
 from gluonfr.model_zoo import get_model
 
 import cv2

@@ -7,8 +7,8 @@ import sys
 import gluonfr
 from gluonfr.data import FaceRecordDataset, load_bin
 from gluonfr.data.align import norm_crop
+from gluonfr.data.image import read_image
 from gluonfr.data.synthetic import render_identity_image
-from gluonfr.embedder import read_image
 from gluonfr.metrics import evaluate_targets
 from gluonfr.model_zoo import get_model
 

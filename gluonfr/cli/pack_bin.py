@@ -16,7 +16,7 @@ import sys
 
 from gluonfr.cli import command_parser, exits_on_bad_input
 from gluonfr.data import pack_bin
-from gluonfr.data._io import read_image_bgr
+from gluonfr.data.image import read_image
 from gluonfr.data.pack import aligned_rgb, read_landmarks
 from gluonfr.data.protocols import PROTOCOLS, read_protocol
 
@@ -58,9 +58,7 @@ def main(argv=None):
             if table is not None:
                 return aligned_rgb(path, table, root, args.size)  # pack_bin takes RGB
             if detector is not None:
-                bgr = read_image_bgr(path)
-                if bgr is None:
-                    raise ValueError(f"{path}: not a readable image")
+                bgr = read_image(path, "bgr")  # names the file if missing or broken
                 return detect_and_align(detector, bgr, path, args.size)[0][:, :, ::-1]
             return path
 

@@ -51,9 +51,10 @@ def main(argv=None):
     p.add_argument("--no-flip", dest="flip", action="store_false")
     args = p.parse_args(argv)
 
+    from gluonfr.data.image import read_image
     from gluonfr.data.preview import pair_tile, save_sheet
     from gluonfr.detect import FaceDetector
-    from gluonfr.embedder import FaceEmbedder, read_image, threshold_from_eval
+    from gluonfr.embedder import FaceEmbedder, threshold_from_eval
 
     try:
         for path in (args.image_a, args.image_b):

@@ -10,7 +10,7 @@ loader, packing tools, 5-point alignment and a procedural face generator.
   (``make_dataset``) are sub-modules, and so is :mod:`gluonfr.data.ijb` (the IJB-B / IJB-C
   ``IJB_release`` layout).
 """
-from . import align, ijb, synthetic
+from . import align, ijb, image, synthetic
 from ._io import DataFormatError
 from .compat import get_recognition_dataset  # gluon-face's name, deprecated
 from .loader import TrainLoader, make_train_loader
@@ -23,5 +23,5 @@ from .verification_bin import load_bin, pack_bin
 
 __all__ = ["DataFormatError", "FaceRecordDataset", "PKSampler", "TrainAugmentation",
            "TrainLoader",
-           "align", "contact_sheet", "ijb", "load_bin", "make_train_loader", "pack_bin", "pack_rec",
-           "sample_pairs", "synthetic", "get_recognition_dataset"]
+           "align", "contact_sheet", "ijb", "image", "load_bin", "make_train_loader", "pack_bin",
+           "pack_rec", "sample_pairs", "synthetic", "get_recognition_dataset"]

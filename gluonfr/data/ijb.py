@@ -27,7 +27,8 @@ import warnings
 import numpy as np
 
 from ..utils.fileio import atomic_open
-from ._io import DataFormatError, encode_jpeg
+from ._io import DataFormatError
+from .image import encode_jpeg
 
 __all__ = ["IJB_TARGETS", "IJBMeta", "ijb_dir", "ijb_paths", "read_face_tid_mid",
            "read_name_5pts_score", "read_template_pairs", "read_1n_csv", "load_ijb",

@@ -31,7 +31,8 @@ import traceback
 import cv2
 import numpy as np
 
-from ._io import DataFormatError, decode_bgr
+from ._io import DataFormatError
+from .image import decode_image
 from .record_dataset import FaceRecordDataset
 from .transforms import TrainAugmentation, sample_uniforms, to_nchw_float32
 
@@ -66,7 +67,7 @@ def load_batch(dataset, indices, augmentation, seed, epoch, image_size, out=None
     Parameters
     ----------
     strict : bool
-        Reject images the decoder only warns about (see :func:`gluonfr.data._io.decode_bgr`).
+        Reject images the decoder only warns about (see :func:`gluonfr.data.image.decode_image`).
     skipped : list, optional
         When given, a sample whose record is corrupt (:class:`DataFormatError`) is replaced by
         the next readable record in dataset order, and ``(record key, message)`` of each
@@ -106,8 +107,8 @@ def _load_sample(dataset, i, dst, u, flip, augmentation, image_size, strict):
     # raw records are decoded here unless the dataset has its own (NDArray) transform
     if isinstance(dataset, FaceRecordDataset) and dataset.transform is None:
         buf, label = dataset.read(i)
-        bgr = decode_bgr(buf, f"{dataset.records.rec_path} record key {int(dataset.keys[i])}",
-                         strict=strict)
+        bgr = decode_image(buf, f"{dataset.records.rec_path} record key {int(dataset.keys[i])}",
+                           "bgr", strict)
         if bgr.shape[:2] != (h, w):
             bgr = cv2.resize(bgr, (w, h), interpolation=cv2.INTER_LINEAR)
         if augmentation.pixel_ops:

@@ -12,8 +12,9 @@ import warnings
 import numpy as np
 from tqdm import tqdm
 
-from ._io import DataFormatError, encode_jpeg, read_image_bgr
+from ._io import DataFormatError
 from .align import norm_crop
+from .image import encode_jpeg, read_image
 from .recordio import RecordWriter
 
 __all__ = ["IMAGE_EXTENSIONS", "list_identity_folders", "read_landmarks", "lookup_landmarks",
@@ -113,10 +114,7 @@ def aligned_rgb(path, table, image_folder, size=112):
     lmk = lookup_landmarks(table, image_folder, path)
     if lmk is None:
         raise DataFormatError(f"{path}: no landmarks in the landmark table")
-    bgr = read_image_bgr(path)
-    if bgr is None:
-        raise DataFormatError(f"{path}: unreadable image")
-    return np.ascontiguousarray(norm_crop(bgr, lmk, size)[:, :, ::-1])
+    return norm_crop(read_image(path, "rgb"), lmk, size)
 
 
 def _prepare(path, image_size, landmarks, quality, detector=None):
@@ -125,8 +123,9 @@ def _prepare(path, image_size, landmarks, quality, detector=None):
     ``detector`` is a :func:`gluonfr.detect.detector_config` (or ``None``): images that are
     not ``image_size`` crops and have no landmarks are then detected and aligned.
     """
-    img = read_image_bgr(path)
-    if img is None:
+    try:
+        img = read_image(path, "bgr")
+    except (OSError, DataFormatError):
         return "skip", "unreadable or not an image"
     h, w = image_size
     if landmarks is not None:

@@ -17,7 +17,8 @@ import os
 import numpy as np
 from tqdm import tqdm
 
-from ._io import DataFormatError, decode_bgr, decode_rgb
+from ._io import DataFormatError
+from .image import decode_image
 from .recordio import RecordFile, read_property, unpack_payload
 
 __all__ = ["FaceRecordDataset"]
@@ -173,7 +174,7 @@ class FaceRecordDataset:
         """
         img, label = self.read(i)
         where = self._where(self._keys[self._check_index(i)])
-        return (decode_bgr(img, where, strict) if bgr else decode_rgb(img, where, strict)), label
+        return decode_image(img, where, "bgr" if bgr else "rgb", strict), label
 
     def __getitem__(self, i):
         import mxnet as mx

@@ -24,7 +24,7 @@ import cv2
 import numpy as np
 from tqdm import tqdm
 
-from ._io import encode_jpeg
+from .image import encode_jpeg
 from .recordio import RecordWriter
 from .verification_bin import pack_bin
 

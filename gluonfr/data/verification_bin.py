@@ -18,7 +18,8 @@ import numpy as np
 from tqdm import tqdm
 
 from ..utils.fileio import atomic_open
-from ._io import DataFormatError, decode_rgb, encode_jpeg
+from ._io import DataFormatError
+from .image import decode_image, encode_jpeg
 
 __all__ = ["SafeUnpickler", "safe_load_pickle", "load_bin", "pack_bin"]
 
@@ -162,8 +163,8 @@ def load_bin(path, image_size=(112, 112), strict=False):
     out = np.empty((len(bins), h, w, 3), dtype=np.uint8)
     for i, item in enumerate(tqdm(bins, desc=f"loading {os.path.basename(path)}", unit="img",
                                   disable=len(bins) < 2000, leave=False)):
-        img = decode_rgb(_element_bytes(item, path, i), f"{path} image {i} (pair {i // 2})",
-                         strict)
+        img = decode_image(_element_bytes(item, path, i), f"{path} image {i} (pair {i // 2})",
+                           "rgb", strict)
         if img.shape[:2] != (h, w):
             img = cv2.resize(img, (w, h), interpolation=cv2.INTER_LINEAR)
         out[i] = img
@@ -171,8 +172,6 @@ def load_bin(path, image_size=(112, 112), strict=False):
 
 
 def _encode_pair_image(image, quality, which):
-    from ._io import decode_bgr
-
     if isinstance(image, (str, os.PathLike)):
         try:
             with open(image, "rb") as f:
@@ -180,10 +179,10 @@ def _encode_pair_image(image, quality, which):
         except OSError as e:
             raise ValueError(f"pack_bin: cannot read {which} image {os.fspath(image)!r} ({e})") \
                 from e
-        decode_bgr(data, f"pack_bin: {which} image {os.fspath(image)!r}")
+        decode_image(data, f"pack_bin: {which} image {os.fspath(image)!r}", "bgr")
         return data  # stored as is, like insightface's lfw2pack
     if isinstance(image, (bytes, bytearray)):
-        decode_bgr(bytes(image), f"pack_bin: {which} image (encoded bytes)")
+        decode_image(bytes(image), f"pack_bin: {which} image (encoded bytes)", "bgr")
         return bytes(image)
     arr = image.asnumpy() if hasattr(image, "asnumpy") else np.asarray(image)
     if arr.dtype != np.uint8 or arr.ndim != 3 or arr.shape[2] != 3:

@@ -18,7 +18,8 @@ import cv2
 import numpy as np
 from tqdm import tqdm
 
-from ..data._io import read_image_bgr
+from ..data._io import DataFormatError
+from ..data.image import read_image
 from ..data.pack import list_identity_folders
 from ..utils.fileio import atomic_open
 from . import FaceDetector, NoFaceError, detect_and_align, detector_config, detector_from_config
@@ -42,8 +43,9 @@ def _align_one(job):
     """Worker: one photo -> its journal record (the crop is on disk when this returns)."""
     src, rel, out, config, size, rule, quality = job
     record = {"source": rel, "output": None}
-    image = read_image_bgr(src)
-    if image is None:
+    try:
+        image = read_image(src, "bgr")
+    except (OSError, DataFormatError):
         record["status"] = "unreadable"
         return record
     detector = detector_from_config(config)
