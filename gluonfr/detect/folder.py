@@ -21,7 +21,7 @@ from tqdm import tqdm
 from ..data._io import DataFormatError
 from ..data.image import read_image
 from ..data.pack import list_identity_folders
-from ..utils.fileio import atomic_open
+from ..utils.fileio import atomic_open, stale_temporaries
 from . import FaceDetector, NoFaceError, detect_and_align, detector_config, detector_from_config
 
 __all__ = ["align_folder", "JOURNAL", "REPORT", "LANDMARKS"]
@@ -81,11 +81,9 @@ def _read_journal(path):
 
 
 def _remove_stale_temps(folder):
-    """Temporaries of atomic writes a killed run left behind (hidden ``.<name>.<hex>.tmp*``)."""
-    if os.path.isdir(folder):
-        for entry in os.listdir(folder):
-            if entry.startswith(".") and ".tmp" in entry:
-                os.remove(os.path.join(folder, entry))
+    """Remove the temporaries of atomic writes a killed run left behind."""
+    for path in stale_temporaries(folder):
+        os.remove(path)
 
 
 def _plan(src, dst):
