@@ -1,5 +1,8 @@
 """Margin head alone: NormDense + ArcFace forward + backward at 85,742 classes, batch 128.
 
+Then every classification head of the loss registry (``HEADS``), ours only, as the engine
+builds it (128-d): its time and its ratio to our ArcFace in the same rounds.
+
 Ours is the head the training engine builds (hybridized, static memory); gluon-face 1.0.2 is
 its NormDense output layer (hybridized) + ``ArcLoss(easy_margin=False)`` (not hybridized, as
 its script runs it), on the same random embeddings and labels. Peak memory is the worker's
@@ -36,5 +39,32 @@ def run(quick=False):
                     "heads", f"head peak RSS {emb}-d b{BATCH}", median(mem), median(base_mem),
                     unit="MiB", ratio=median_ratio(mem, base_mem, False),
                     note="whole worker process"))
+    figures += run_all_heads(quick)
     print_table("margin head (ms and MiB, lower is better; ratio > 1 = ours better)", figures)
+    return figures
+
+
+#: every classification head timed at 85,742 classes (softmax is a plain dense layer)
+HEADS = ("arcface", "cosface", "combined", "normface", "sphereface", "mv_softmax",
+         "curricularface", "adacos", "adaface", "magface", "circle", "subcenter_arcface",
+         "l2softmax", "lgm", "softmax")
+
+
+def run_all_heads(quick=False):
+    """fwd+bwd ms of each head (128-d, batch 128); ratio = our ArcFace / that head."""
+    heads = HEADS[:3] if quick else HEADS
+    args = ["--classes", CLASSES, "--emb", 128, "--batch", BATCH,
+            "--seconds", "0.5" if quick else "3"]
+    runs = rounds({h: ("ours", "heads", args + ["--loss", h]) for h in heads},
+                  1 if quick else 2, progress="heads per loss")
+    arc = [r["ms"] for r in runs["arcface"]]
+    figures = []
+    for h in heads:
+        ms = [r["ms"] for r in runs[h]]
+        mem = median([r["peak_rss_mib"] for r in runs[h]])
+        figures.append(Figure(
+            "heads", f"head {h} fwd+bwd 128-d b{BATCH}", median(ms), None, unit="ms",
+            ratio=median_ratio(ms, arc, False),
+            note=f"{CLASSES:,} classes; ratio = our arcface / this head; peak RSS "
+                 f"{mem:.0f} MiB", ours_runs=ms))
     return figures

@@ -1,18 +1,48 @@
 """What each loss learns in a fixed CPU budget: held-out verification accuracy.
 
 Ours only (no baseline column): ``gluonfr.engine.train`` with the demo's data and settings
-(``gluonfr.engine.demo``: procedural faces, MobileFaceNet, cosine schedule) and the loss
-swapped: ArcFace, CosFace, L2-softmax, plain softmax, the same number of iterations each. The
-accuracy (flip, 10 folds) is on ``synth_val.bin``, pairs of identities the network never saw.
-``GLUONFR_BENCH_LEARNING_ITERS`` sets the budget (default: the demo's); ``--quick`` trains
-a few iterations.
+(``gluonfr.engine.demo``: procedural faces, MobileFaceNet at 64 px, cosine schedule, s = 32)
+and the loss swapped. The accuracy (flip, 10 folds) is on ``synth_val.bin``, pairs of
+identities the network never saw.
+
+Two tables:
+
+* the demo recipe (``LOSSES``: NormFace warm-up before the margin losses) at the demo's
+  budget; ``GLUONFR_BENCH_LEARNING_ITERS`` changes it;
+* every classification head of the registry (``HEADS``) alone from the first iteration, with
+  the same (smaller) budget ``GLUONFR_BENCH_HEADS_ITERS`` (default :data:`HEADS_ITERS`) at
+  :data:`HEADS_INPUT` px (``GLUONFR_BENCH_HEADS_INPUT``) and
+  ``GLUONFR_BENCH_HEADS_SEEDS`` seeds (default 0,1,2): mean and std over the seeds.
+  ``GLUONFR_BENCH_HEADS`` (comma list) runs some heads only.
+
+and a third, cheap enough to run anywhere: every head on synthetic identity features
+(``bench/workers/head_features.py``: Gaussian identity clusters, a two-layer MLP, the
+engine's heads, :data:`FEATURE_STEPS` SGD steps, seeds 0-2), verification accuracy on
+held-out identities and the angular gap, mean and std over the seeds.
+
+``--quick`` trains a few iterations of one seed.
 """
 import os
+import statistics
 
 from bench.common import WORK_DIR, Figure, print_table, run_worker
 
 ROOT = os.path.join(WORK_DIR, "learning")
 LOSSES = ("arcface", "cosface", "l2softmax", "softmax")
+HEADS = ("softmax", "normface", "l2softmax", "arcface", "cosface", "combined", "sphereface",
+         "mv_softmax", "curricularface", "adacos", "adaface", "magface", "circle",
+         "subcenter_arcface", "lgm")
+#: iterations of batch 32 per head and seed, and the input side, of the per-head table: what
+#: 15 heads x 3 seeds allow on two shared cores (see docs/heads.rst)
+HEADS_ITERS = 60
+HEADS_INPUT = 32
+#: SGD steps of batch 64 per head and seed on the synthetic features
+FEATURE_STEPS = 150
+
+
+def _env_list(name, default):
+    text = os.environ.get(name, "")
+    return [s.strip() for s in text.split(",") if s.strip()] or list(default)
 
 
 def run(quick=False):
@@ -21,7 +51,7 @@ def run(quick=False):
         budget = ["--iters", int(os.environ["GLUONFR_BENCH_LEARNING_ITERS"])]
     run_worker("ours", "learning", "--root", ROOT, "--prepare-only")
     figures = []
-    for loss in LOSSES:
+    for loss in LOSSES if not quick else LOSSES[:1]:
         r = run_worker("ours", "learning", "--root", ROOT, "--loss", loss, *budget)
         figures.append(Figure(
             "learning", f"held-out accuracy, {r['iters']} iterations of {r['batch']}: {loss}",
@@ -29,5 +59,57 @@ def run(quick=False):
             note=f"{r['seconds']:.0f} s incl. verification; final train accuracy "
                  f"{r['train_accuracy'] or 0:.3f}, loss {r['train_loss'] or 0:.3f}",
             seconds=r["seconds"], samples_per_s=r["samples_per_s"], settings=r["settings"]))
+    figures += run_features(quick)
+    if not quick or os.environ.get("GLUONFR_BENCH_HEADS"):
+        figures += run_heads(quick)
     print_table("learning in a fixed budget (held-out verification accuracy)", figures)
+    return figures
+
+
+def run_heads(quick=False):
+    """One row per classification head: mean and std over the seeds at the same budget."""
+    iters = 4 if quick else int(os.environ.get("GLUONFR_BENCH_HEADS_ITERS", HEADS_ITERS))
+    seeds = [0] if quick else [int(s) for s in _env_list("GLUONFR_BENCH_HEADS_SEEDS", "012")]
+    heads = _env_list("GLUONFR_BENCH_HEADS", HEADS[:3] if quick else HEADS)
+    batch = ["--batch", 16] if quick else []
+    size = int(os.environ.get("GLUONFR_BENCH_HEADS_INPUT", HEADS_INPUT))
+    figures = []
+    for head in heads:
+        runs = [run_worker("ours", "learning", "--root", ROOT, "--loss", head, "--iters", iters,
+                           "--seed", seed, "--input-size", size, "--no-loss-warmup", *batch)
+                for seed in seeds]
+        acc = [r["accuracy"] for r in runs]
+        mean = statistics.mean(acc)
+        std = statistics.pstdev(acc) if len(acc) > 1 else 0.0
+        figures.append(Figure(
+            "learning", f"head {head}: held-out accuracy, {iters} iterations of "
+            f"{runs[0]['batch']} at {size} px, mean of {len(seeds)} seeds", mean, None,
+            note=f"std {std:.4f} over seeds {','.join(map(str, seeds))}; "
+                 f"{statistics.mean(r['seconds'] for r in runs):.0f} s per run; "
+                 f"train accuracy {statistics.mean(r['train_accuracy'] or 0 for r in runs):.3f}",
+            head=head, std=std, runs=acc, seeds=seeds,
+            seconds=[r["seconds"] for r in runs], settings=runs[0]["settings"]))
+    return figures
+
+
+def run_features(quick=False):
+    """Every head on the synthetic features: accuracy and angular gap, mean/std over seeds."""
+    heads = HEADS[:3] if quick else HEADS
+    seeds = "0" if quick else "0,1,2"
+    steps = 10 if quick else FEATURE_STEPS
+    r = run_worker("ours", "head_features", "--losses", ",".join(heads), "--seeds", seeds,
+                   "--steps", steps)
+    figures = []
+    for head in heads:
+        runs = [x for x in r["runs"] if x["loss"] == head]
+        acc, gap = [x["accuracy"] for x in runs], [x["gap"] for x in runs]
+        figures.append(Figure(
+            "learning", f"features: head {head}, held-out verification accuracy, {steps} "
+            f"steps of {r['batch']}, mean of {len(runs)} seeds", statistics.mean(acc), None,
+            note=f"std {statistics.pstdev(acc):.4f}; angular gap {statistics.mean(gap):.3f} "
+                 f"+- {statistics.pstdev(gap):.3f} rad; s = {r['s']:g} for scaled heads",
+            head=head, std=statistics.pstdev(acc), gap=statistics.mean(gap),
+            gap_std=statistics.pstdev(gap), runs=runs, settings={k: r[k] for k in
+                                                              ("steps", "batch", "lr", "s",
+                                                               "data")}))
     return figures

@@ -5,6 +5,9 @@
   the store's sha1 — and the verification accuracies (flip) from ``docs/results/<model>.json``
   files written by ``scripts/eval.py --json``. A figure that was not measured is "-".
 - ``_generated/performance_table.rst``: bench/results.json (``python -m bench``).
+- ``_generated/heads_table.rst``: every classification head on the synthetic features
+  (``docs/results/heads_features.json``, written by ``bench/workers/head_features.py``) and,
+  when ``python -m bench learning`` has run, on the procedural faces (bench/results.json).
 """
 import json
 import os
@@ -106,11 +109,55 @@ def performance_table():
                                rows)
 
 
+HEADS_FEATURES = os.path.join(RESULTS_DIR, "heads_features.json")
+
+
+def _mean_std(values):
+    values = [v for v in values if v is not None]
+    if not values:
+        return None, None
+    mean = sum(values) / len(values)
+    return mean, (sum((v - mean) ** 2 for v in values) / len(values)) ** 0.5
+
+
+def heads_table():
+    """One row per head: accuracy and angular gap (features), accuracy (faces), mean +- std."""
+    features = {}
+    if os.path.exists(HEADS_FEATURES):
+        with open(HEADS_FEATURES) as f:
+            for run in json.load(f)["runs"]:
+                features.setdefault(run["loss"], []).append(run)
+    faces = {}
+    if os.path.exists(BENCH_RESULTS):
+        with open(BENCH_RESULTS) as f:
+            for fig in json.load(f)["figures"]:
+                head = (fig.get("details") or {}).get("head")
+                if fig["bench"] == "learning" and head and fig["name"].startswith("head "):
+                    faces[head] = (fig["ours"], fig["details"].get("std"),
+                                   fig["details"].get("seeds"))
+    if not features and not faces:
+        return "*Not measured yet: run* ``python -m bench learning``.\n"
+    rows = []
+    for head in list(features) + [h for h in faces if h not in features]:
+        runs = features.get(head, [])
+        acc, acc_sd = _mean_std([r["accuracy"] for r in runs])
+        gap, gap_sd = _mean_std([r["gap"] for r in runs])
+        face = faces.get(head)
+        rows.append([f"``{head}``",
+                     "-" if acc is None else f"{100 * acc:.2f} +- {100 * acc_sd:.2f}",
+                     "-" if gap is None else f"{gap:.3f} +- {gap_sd:.3f}",
+                     "-" if face is None or face[0] is None else
+                     f"{100 * face[0]:.2f} +- {100 * (face[1] or 0):.2f}"])
+    return _list_table(["head", "features: held-out accuracy %", "features: angular gap (rad)",
+                        "procedural faces: held-out accuracy %"], rows)
+
+
 def write_all(out_dir):
     """Write every generated table into ``out_dir`` (atomically, one file each)."""
     os.makedirs(out_dir, exist_ok=True)
     for name, text in (("model_zoo_table.rst", model_zoo_table()),
-                       ("performance_table.rst", performance_table())):
+                       ("performance_table.rst", performance_table()),
+                       ("heads_table.rst", heads_table())):
         path = os.path.join(out_dir, name)
         with atomic_open(path, "w", encoding="utf-8") as f:
             f.write(text)

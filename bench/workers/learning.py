@@ -18,12 +18,25 @@ from gluonfr.engine.demo import DEMO_TRAIN, ensure_demo_data  # noqa: E402
 
 import _util  # noqa: E402
 
-#: what changes per loss (margins: the papers' defaults; scale / alpha: the demo's)
+#: what changes per loss. Every scaled head uses the demo's s = 32 (alpha for L2-softmax);
+#: margins and other settings are each head's defaults (the papers'; ``margin_m=None``: the
+#: head's own m, not the demo's ArcFace 0.5), see docs/heads.rst.
 LOSSES = {
     "arcface": dict(loss="arcface", margin_m=0.5),
     "cosface": dict(loss="cosface", margin_m=0.35),
-    "l2softmax": dict(loss="l2softmax", loss_warmup_iters=0),
-    "softmax": dict(loss="softmax", loss_warmup_iters=0),
+    "combined": dict(loss="combined", margin_m=None, margin_m1=1.0, margin_m2=0.3, margin_m3=0.2),
+    "normface": dict(loss="normface", margin_m=None),
+    "sphereface": dict(loss="sphereface", margin_m=None),
+    "mv_softmax": dict(loss="mv_softmax", margin_m=None),
+    "curricularface": dict(loss="curricularface", margin_m=None),
+    "adacos": dict(loss="adacos", margin_m=None),
+    "adaface": dict(loss="adaface", margin_m=None),
+    "magface": dict(loss="magface", margin_m=None),
+    "circle": dict(loss="circle", margin_m=None),
+    "subcenter_arcface": dict(loss="subcenter_arcface", margin_m=0.5),
+    "l2softmax": dict(loss="l2softmax", margin_m=None, loss_warmup_iters=0),
+    "lgm": dict(loss="lgm", margin_m=None, loss_warmup_iters=0),
+    "softmax": dict(loss="softmax", margin_m=None, loss_warmup_iters=0),
 }
 
 
@@ -33,6 +46,10 @@ def main():
     p.add_argument("--root", required=True, help="the procedural face set (made if missing)")
     p.add_argument("--iters", type=int, default=None, help="default: the demo's")
     p.add_argument("--batch", type=int, default=None, help="default: the demo's")
+    p.add_argument("--seed", type=int, default=None, help="default: the demo's (0)")
+    p.add_argument("--input-size", type=int, default=None, help="default: the demo's (64)")
+    p.add_argument("--no-loss-warmup", action="store_true",
+                   help="train with the head alone from the start (the per-head comparison)")
     p.add_argument("--prepare-only", action="store_true")
     args = p.parse_args()
     info, _ = ensure_demo_data(args.root)
@@ -44,6 +61,12 @@ def main():
         settings["max_iters"] = args.iters
     if args.batch:
         settings["batch_size"] = args.batch
+    if args.seed is not None:
+        settings["seed"] = args.seed
+    if args.input_size:
+        settings["input_size"] = args.input_size
+    if args.no_loss_warmup:
+        settings["loss_warmup_iters"] = 0
     iters = settings["max_iters"]
     settings["loss_warmup_iters"] = min(settings.get("loss_warmup_iters", 0), iters // 2)
     settings["warmup_iters"] = min(settings.get("warmup_iters", 0), iters // 2)
@@ -57,7 +80,8 @@ def main():
         seconds = time.perf_counter() - t0
     val = (summary.get("last_val") or {}).get("accuracy", {})
     stats = summary.get("last_stats") or {}
-    _util.emit({"loss": args.loss, "accuracy": val.get("synth_val"), "seconds": seconds,
+    _util.emit({"loss": args.loss, "seed": settings.get("seed", 0),
+                "accuracy": val.get("synth_val"), "seconds": seconds,
                 "iters": iters, "batch": settings["batch_size"], "data": info,
                 "settings": cfg.to_dict(), "samples_per_s": summary.get("samples_per_sec"),
                 "train_accuracy": stats.get("accuracy"), "train_loss": stats.get("loss")})
