@@ -102,12 +102,16 @@ def run_features(quick=False):
     figures = []
     for head in heads:
         runs = [x for x in r["runs"] if x["loss"] == head]
-        acc, gap = [x["accuracy"] for x in runs], [x["gap"] for x in runs]
+        diverged = sum(not x["finite"] for x in runs)
+        runs_ok = [x for x in runs if x["finite"]] or [{"accuracy": 0.0, "gap": 0.0}]
+        acc, gap = [x["accuracy"] for x in runs_ok], [x["gap"] for x in runs_ok]
         figures.append(Figure(
             "learning", f"features: head {head}, held-out verification accuracy, {steps} "
             f"steps of {r['batch']}, mean of {len(runs)} seeds", statistics.mean(acc), None,
             note=f"std {statistics.pstdev(acc):.4f}; angular gap {statistics.mean(gap):.3f} "
-                 f"+- {statistics.pstdev(gap):.3f} rad; s = {r['s']:g} for scaled heads",
+                 f"+- {statistics.pstdev(gap):.3f} rad; s = {r['s']:g} for scaled heads"
+                 + (f"; {diverged} of {len(runs)} runs diverged (not in the mean)"
+                    if diverged else ""),
             head=head, std=statistics.pstdev(acc), gap=statistics.mean(gap),
             gap_std=statistics.pstdev(gap), runs=runs, settings={k: r[k] for k in
                                                               ("steps", "batch", "lr", "s",

@@ -140,11 +140,13 @@ def heads_table():
     rows = []
     for head in list(features) + [h for h in faces if h not in features]:
         runs = features.get(head, [])
+        diverged = sum(not r["finite"] for r in runs)
         acc, acc_sd = _mean_std([r["accuracy"] for r in runs])
         gap, gap_sd = _mean_std([r["gap"] for r in runs])
         face = faces.get(head)
         rows.append([f"``{head}``",
-                     "-" if acc is None else f"{100 * acc:.2f} +- {100 * acc_sd:.2f}",
+                     ("-" if acc is None else f"{100 * acc:.2f} +- {100 * acc_sd:.2f}")
+                     + (f" ({diverged} of {len(runs)} runs diverged)" if diverged else ""),
                      "-" if gap is None else f"{gap:.3f} +- {gap_sd:.3f}",
                      "-" if face is None or face[0] is None else
                      f"{100 * face[0]:.2f} +- {100 * (face[1] or 0):.2f}"])

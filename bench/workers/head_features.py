@@ -93,11 +93,15 @@ def train_one(loss, seed, steps, batch, lr, s):
         trainer.step(batch)
     final_loss = float(value.mean().asscalar())
     emb = backbone(mx.nd.array(x_te)).asnumpy()
+    out = {"loss": loss, "seed": seed, "final_loss": final_loss,
+           "seconds": time.perf_counter() - t0, "finite": bool(np.isfinite(emb).all())}
+    if not out["finite"]:  # diverged: reported as such, the other runs go on
+        out.update(accuracy=None, gap=None)
+        return out
     idx, same = pairs(y_te, 600, np.random.RandomState(seed))
-    ver = verification(emb[idx], same)
-    return {"loss": loss, "seed": seed, "accuracy": float(ver["accuracy"]),
-            "gap": angular_gap(emb, y_te), "final_loss": final_loss,
-            "finite": bool(np.isfinite(final_loss)), "seconds": time.perf_counter() - t0}
+    out.update(accuracy=float(verification(emb[idx], same)["accuracy"]),
+               gap=angular_gap(emb, y_te))
+    return out
 
 
 def main():
@@ -109,8 +113,12 @@ def main():
     p.add_argument("--lr", type=float, default=0.05)
     p.add_argument("--s", type=float, default=16.0, help="scale of every scaled head")
     args = p.parse_args()
-    runs = [train_one(loss, int(seed), args.steps, args.batch, args.lr, args.s)
-            for loss in args.losses.split(",") for seed in args.seeds.split(",")]
+    runs = []
+    for loss in args.losses.split(","):
+        for seed in args.seeds.split(","):
+            runs.append(train_one(loss, int(seed), args.steps, args.batch, args.lr, args.s))
+            print(f"{loss} seed {seed}: accuracy {runs[-1]['accuracy']}, gap "
+                  f"{runs[-1]['gap']}", file=sys.stderr, flush=True)
     _util.emit({"runs": runs, "steps": args.steps, "batch": args.batch, "lr": args.lr,
                 "s": args.s, "data": {"train_ids": TRAIN_IDS, "held_out_ids": HELD_OUT_IDS,
                                       "dim": DIM, "embedding": EMB}})

@@ -13,7 +13,7 @@ is, which the training engine reads to wire it up:
   (centre, ring, git, triplet);
 * ``"pair"`` -- a loss on two embedding batches (contrastive, MPS).
 """
-import difflib
+from ..utils.names import unknown_name_error
 
 __all__ = ["register_loss", "get_loss", "get_loss_list", "get_loss_class", "loss_kind",
            "KINDS"]
@@ -59,10 +59,7 @@ def register_loss(fn=None, *, name=None, kind="cosine"):
 def _entry(name):
     key = str(name).lower()
     if key not in _LOSSES:
-        known = sorted(_LOSSES)
-        close = difflib.get_close_matches(key, known, n=3, cutoff=0.5)
-        hint = f" Did you mean {', '.join(close)}?" if close else ""
-        raise ValueError(f"unknown loss {name!r}.{hint} Known losses: {', '.join(known)}")
+        raise unknown_name_error("loss", name, _LOSSES, plural="losses")
     return _LOSSES[key]
 
 

@@ -1,5 +1,5 @@
 """The table of model constructors: one decorator registers a network under its name."""
-import difflib
+from ..utils.names import unknown_name_error
 
 __all__ = ["register_model", "get_constructor", "get_model_list"]
 
@@ -46,10 +46,7 @@ def get_constructor(name):
     """
     key = str(name).lower()
     if key not in _MODELS:
-        known = sorted(_MODELS)
-        close = difflib.get_close_matches(key, known, n=3, cutoff=0.5)
-        hint = f" Did you mean {', '.join(close)}?" if close else ""
-        raise ValueError(f"unknown model {name!r}.{hint} Known models: {', '.join(known)}")
+        raise unknown_name_error("model", name, _MODELS)
     return _MODELS[key]
 
 
