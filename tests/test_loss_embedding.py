@@ -148,7 +148,7 @@ def test_git_loss(hybridize):
 @pytest.mark.parametrize("hybridize", [False, True])
 def test_lgm_loss(hybridize):
     mu, log_var = RNG.randn(C, D), RNG.uniform(-0.5, 0.5, size=(C, D))
-    loss, (g_f, _), pg = run(LGMLoss(C, D, alpha=0.3, lamda=0.2), EMB, LAB,
+    loss, (g_f, _), pg = run(LGMLoss(C, D, alpha=0.3, lamda=0.2, learn_var=True), EMB, LAB,
                              params={"mean": mu, "log_var": log_var}, hybridize=hybridize)
     np.testing.assert_allclose(loss, ref_lgm(EMB, LAB, mu, log_var, 0.3, 0.2), rtol=1e-9)
     np.testing.assert_allclose(g_f, numeric_grad(
@@ -157,6 +157,7 @@ def test_lgm_loss(hybridize):
         lambda v: ref_lgm(EMB, LAB, mu, v, 0.3, 0.2), log_var), rtol=1e-5, atol=1e-7)
     with pytest.raises(ValueError, match="not integer class ids"):
         run(LGMLoss(C, D), EMB, np.where(LAB == 2, 5, LAB), params={"mean": mu})
+    assert LGMLoss(C, D).log_var.grad_req == "null"  # identity covariances by default
 
 
 def test_auxiliary_labels_out_of_range_are_refused():

@@ -160,6 +160,11 @@ class LGMLoss(SoftmaxHeadLoss):
         Classification margin (gluon-face's MNIST example used 0.2).
     lamda : float, default 0.1
         Weight of the likelihood term (gluon-face's MNIST example used 0.1).
+    learn_var : bool, default False
+        Learn the diagonal variances. Off by default (identity covariances): with learned
+        variances the likelihood term can lower ``log|Lambda_y|`` without bound as a variance
+        shrinks onto its features. The logits are quadratic in the embedding either way:
+        LGM wants a smaller learning rate than the cosine heads (see docs/heads.rst).
     return_logits, check_label, fast_backward, weight
         As :class:`gluonfr.loss.CombinedMarginLoss`.
 
@@ -167,7 +172,7 @@ class LGMLoss(SoftmaxHeadLoss):
     margin included, with ``return_logits``).
     """
 
-    def __init__(self, classes, in_units, alpha=0.2, lamda=0.1, **kwargs):
+    def __init__(self, classes, in_units, alpha=0.2, lamda=0.1, learn_var=False, **kwargs):
         _positive_int("LGMLoss", classes=classes, in_units=in_units)
         super().__init__(**kwargs)
         self._classes, self._in_units = int(classes), int(in_units)
@@ -178,7 +183,8 @@ class LGMLoss(SoftmaxHeadLoss):
             self.mean = self.params.get("mean", shape=(self._classes, self._in_units),
                                         init=mx.init.Xavier())
             self.log_var = self.params.get("log_var", shape=(self._classes, self._in_units),
-                                           init=mx.init.Zero())
+                                           init=mx.init.Zero(),
+                                           grad_req="write" if learn_var else "null")
 
     def _num_classes(self, data):
         return self._classes
