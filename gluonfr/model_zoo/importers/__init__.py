@@ -83,7 +83,9 @@ def import_model(source, fmt=None, ctx=_CPU):
     source : str or os.PathLike
         ``'insightface-mxnet'``: a checkpoint prefix with epoch (``'dir/model,0'``) or the
         ``-symbol.json`` path. ``'arcface-torch'``: a ``.pt``/``.pth`` state dict or an
-        ``.onnx`` export. Other registered formats take their own sources.
+        ``.onnx`` export. ``'gluon-face'``: a gluon-face 1.0.2 ``save_parameters`` file
+        (whole net or ``net.features``) or its ``-symbol.json`` written by ``export()``.
+        Other registered formats take their own sources.
     fmt : str, optional
         One of :func:`get_format_list`; detected from the files when None.
     ctx : mxnet.Context

@@ -25,6 +25,7 @@ import re
 import numpy as np
 
 from . import ImportFormatError, register_format
+from .insightface_mxnet import load_param_file
 
 __all__ = ["import_gluon_face", "GLUON_FACE_INPUT"]
 
@@ -72,15 +73,9 @@ def _detect(source):
 
 
 def _load(path):
-    import mxnet as mx
-    try:
-        loaded = mx.nd.load(path)
-    except mx.base.MXNetError as err:
-        raise ImportFormatError(f"{path}: not an MXNet parameter file "
-                                f"({str(err).splitlines()[0]})") from None
-    if not isinstance(loaded, dict):
-        raise ImportFormatError(f"{path}: holds unnamed arrays, expected named parameters")
-    return {k: v.asnumpy().astype(np.float32, copy=False) for k, v in loaded.items()}
+    # float16 files (gluon-face's --dtype float16 cast the whole net) load as float32
+    return {k: v.asnumpy().astype(np.float32, copy=False)
+            for k, v in load_param_file(path).items()}
 
 
 def _candidates(embedding_size):

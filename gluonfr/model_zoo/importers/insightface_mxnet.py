@@ -18,7 +18,7 @@ import numpy as np
 from . import ImportFormatError, register_format
 from .graph import Graph, Node, build_network, match_any, match_iresnet, match_mobilefacenet
 
-__all__ = ["read_symbol_graph", "import_insightface_mxnet", "checkpoint_files"]
+__all__ = ["load_param_file", "read_symbol_graph", "import_insightface_mxnet", "checkpoint_files"]
 
 HINT = ("scripts/eval.py --symbol SYMBOL.json --params FILE.params evaluates any MXNet "
         "symbol as it is.")
@@ -82,23 +82,30 @@ def _bool(text, default):
     return default if text is None else str(text).strip().lower() in ("true", "1")
 
 
-def read_symbol_graph(symbol_path, params_path):
-    """Read an MXNet symbol JSON and its parameter file into a :class:`Graph`."""
+def load_param_file(path, expected="named parameters"):
+    """An MXNet ``.params`` file as ``{name: NDArray}``; errors name the file (and what
+    names were ``expected`` when it holds an unnamed list)."""
     import mxnet as mx
 
+    try:
+        loaded = mx.nd.load(path)
+    except mx.base.MXNetError as err:
+        raise ImportFormatError(f"{path}: not an MXNet parameter file "
+                                f"({str(err).splitlines()[0]})") from None
+    if not isinstance(loaded, dict):
+        raise ImportFormatError(f"{path}: holds unnamed arrays, expected {expected}")
+    return loaded
+
+
+def read_symbol_graph(symbol_path, params_path):
+    """Read an MXNet symbol JSON and its parameter file into a :class:`Graph`."""
     try:
         with open(symbol_path, encoding="utf-8") as f:
             spec = json.load(f)
         nodes = spec["nodes"]
     except (OSError, ValueError, KeyError, TypeError) as err:
         raise ImportFormatError(f"{symbol_path}: not an MXNet symbol JSON ({err})") from None
-    try:
-        loaded = mx.nd.load(params_path)
-    except mx.base.MXNetError as err:
-        raise ImportFormatError(f"{params_path}: not an MXNet parameter file "
-                                f"({str(err).splitlines()[0]})") from None
-    if not isinstance(loaded, dict):
-        raise ImportFormatError(f"{params_path}: holds unnamed arrays, expected arg:/aux: keys")
+    loaded = load_param_file(params_path, "arg:/aux: keys")
     arrays = {}
     for key, value in loaded.items():
         arrays[key.split(":", 1)[1] if key.startswith(("arg:", "aux:")) else key] = value
