@@ -61,6 +61,12 @@ def test_help(command, module, func):
     # the command's own description, not an empty parser
     summary = importlib.import_module(module).__doc__.strip().splitlines()[0]
     assert summary in text
+    if command != "gluonfr-launch-dist":  # its options are MXNet's launcher's
+        out = io.StringIO()
+        with contextlib.redirect_stdout(out), pytest.raises(SystemExit) as exit_:
+            main(["--version"])
+        assert exit_.value.code == 0
+        assert out.getvalue() == f"{command} {gluonfr.__version__}\n"
 
 
 def test_launch_dist_without_a_command_is_a_usage_error(capsys):

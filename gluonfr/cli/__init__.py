@@ -19,7 +19,9 @@ BAD_INPUT = (OSError, ValueError, MissingDependencyError)
 
 
 def command_parser(prog, doc):
-    """The argparse parser of command ``prog``; its ``--help`` shows ``doc`` as written.
+    """The argparse parser of command ``prog``, with ``--version``.
+
+    Its ``--help`` shows ``doc`` as written; ``--version`` prints ``<prog> <gluonfr version>``.
 
     Parameters
     ----------
@@ -28,8 +30,13 @@ def command_parser(prog, doc):
     doc : str
         The command module's docstring: a summary line, then examples.
     """
-    return argparse.ArgumentParser(prog=prog, description=doc,
-                                   formatter_class=argparse.RawDescriptionHelpFormatter)
+    from gluonfr import __version__
+
+    parser = argparse.ArgumentParser(prog=prog, description=doc,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}",
+                        help="print the gluonfr version and exit")
+    return parser
 
 
 def exits_on_bad_input(prog):
