@@ -115,6 +115,18 @@ def test_se_resnet_exported_symbol(tmp_path):
         _check_parity(net, _io("l_se_resnet18v2-export"))
 
 
+def test_exported_whole_net_drops_its_classifier(tmp_path):
+    # the whole FrBase exported (gluon-face's issue #12: embedding and cosines as outputs)
+    net = get_model("gluonface_mobilefacenet", classes=7, weight_norm=True, feature_norm=True)
+    x = mx.nd.array(_io("mobilefacenet")["input"].astype(np.float32))
+    net.hybridize()
+    emb, _ = net(x)
+    net.export(str(tmp_path / "whole"))
+    imported = import_model(str(tmp_path / "whole-symbol.json"), fmt="gluon-face")
+    assert imported.import_info["classes"] == 7
+    np.testing.assert_array_equal(imported(x).asnumpy(), emb.asnumpy())
+
+
 def test_imported_net_round_trips_through_its_own_file(tmp_path):
     (path,) = _unpack(tmp_path, "mobilefacenet.params")
     net = import_model(path)

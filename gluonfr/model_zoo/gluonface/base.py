@@ -82,8 +82,10 @@ class GluonFaceNet(HybridBlock):
                              f"got classes={classes!r}")
         with self.name_scope():
             self.features = nn.HybridSequential()
+            # prefix as gluon-face's, so an export() names it '..._output_weight' as there
             self.output = (NormDense(classes, self.embedding_size, weight_norm=weight_norm,
-                                     feature_norm=feature_norm) if need_cls_layer else None)
+                                     feature_norm=feature_norm, prefix="output_")
+                           if need_cls_layer else None)
 
     def hybrid_forward(self, F, x):
         # a division, not a multiplication by 1/255: bit-for-bit what ToTensor computed
