@@ -240,17 +240,23 @@ def get_model_file(name, root=None, tag=None):
     if tag is not None or name.lower() not in _model_sha1:
         raise ValueError(no_weights_message(name, root))
     file_name = model_file_name(name)
-    sha1 = _model_sha1[name.lower()]
     path = os.path.join(_cache_dir(root), file_name)
+    return _cached_or_fetched(path, _model_sha1[name.lower()],
+                              lambda: _file_url(_repo_url(name), file_name))
+
+
+def _cached_or_fetched(path, sha1, url, var="GLUONFR_REPO_URL"):
+    """``path`` if it holds the file of ``sha1``; else (deleting a stale copy) fetch it from
+    ``url()`` (called only then) and return ``path``."""
     if os.path.exists(path):
         if file_sha1(path) == sha1:
             return path
         logger.warning("%s does not match its published sha1 %s (corrupted or stale); "
                        "deleting it and fetching it again", path, sha1)
         os.remove(path)
-    url = _file_url(_repo_url(name), file_name)
-    logger.info("fetching %s from %s", file_name, url)
-    _download(url, path, sha1)
+    source = url()
+    logger.info("fetching %s from %s", os.path.basename(path), source)
+    _download(source, path, sha1, var)
     return path
 
 
@@ -296,19 +302,13 @@ def get_third_party_file(file_name, root=None):
         raise ValueError(f"{file_name!r} is not a known third-party file; known: "
                          f"{', '.join(sorted(_third_party))}")
     sha1, upstream = _third_party[file_name]
-    path = os.path.join(_cache_dir(root), file_name)
-    if os.path.exists(path):
-        if file_sha1(path) == sha1:
-            return path
-        logger.warning("%s does not match its sha1 %s; deleting it and fetching it again",
-                       path, sha1)
-        os.remove(path)
-    mirror = os.environ.get("GLUONFR_THIRD_PARTY_URL")
     var = "GLUONFR_THIRD_PARTY_URL"
-    url = _file_url(mirror, file_name, var) if mirror else upstream
-    logger.info("fetching %s from %s", file_name, url)
-    _download(url, path, sha1, var)
-    return path
+
+    def url():
+        mirror = os.environ.get(var)
+        return _file_url(mirror, file_name, var) if mirror else upstream
+
+    return _cached_or_fetched(os.path.join(_cache_dir(root), file_name), sha1, url, var)
 
 
 def purge(root=None):
