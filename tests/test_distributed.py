@@ -24,7 +24,13 @@ def _worker(cfg_json, out_dir):
             loop.backbone.save_parameters(os.path.join(out_dir, f"rank{loop.rank}.params"))
             loop.main_head.save_parameters(os.path.join(out_dir, f"rank{loop.rank}-head.params"))
 
-    train(TrainConfig(**json.loads(cfg_json)), callbacks=[Dump()])
+    class FailRank1(Callback):  # GLUONFR_TEST_FAIL_AT=3: rank 1 dies at iteration 3
+        def on_iteration_end(self, loop):
+            if loop.rank == 1 and loop.iteration == int(os.environ["GLUONFR_TEST_FAIL_AT"]):
+                raise RuntimeError("simulated worker failure")
+
+    fail = [FailRank1()] if os.environ.get("GLUONFR_TEST_FAIL_AT") else []
+    train(TrainConfig(**json.loads(cfg_json)), callbacks=[Dump()] + fail)
 
 
 if __name__ == "__main__" and len(sys.argv) == 4 and sys.argv[1] == "worker":
@@ -87,3 +93,40 @@ def test_two_workers_on_loopback_match_one_process(tmp_path):
     ckpt = _load(os.path.join(cfg.save_dir, "tiny_backbone-6.params"))
     for k in ckpt:
         np.testing.assert_array_equal(ckpt[k], _load(out / "rank0.params")[k])
+
+
+@pytest.mark.slow
+def test_a_failing_worker_stops_every_worker_with_a_clear_error(tmp_path):
+    import threading
+    import time
+
+    data = str(tmp_path / "faces")
+    synthetic.make_dataset(data, num_identities=12, images_per_identity=4, num_pairs=20, seed=1)
+    cfg = _cfg(data, tmp_path / "dist", kvstore="dist_sync", max_iters=50, log_interval=1,
+               save_interval=50, dist_timeout=20)
+    env = dict(os.environ, GLUONFR_TEST_FAIL_AT="3",
+               PYTHONPATH=os.pathsep.join([HERE, os.environ.get("PYTHONPATH", "")]))
+    cmd = [sys.executable, os.path.join(REPO, "scripts", "launch_dist.py"), "-n", "2", "-s", "1",
+           "--launcher", "local", "--", sys.executable, os.path.abspath(__file__), "worker",
+           json.dumps(cfg.to_dict()), str(tmp_path)]
+    proc = subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                            start_new_session=True, text=True)
+    lines = []
+    reader = threading.Thread(target=lambda: lines.extend(proc.stdout), daemon=True)
+    reader.start()
+    expected = ["rank 1: training failed after iteration 3 (RuntimeError: simulated worker "
+                "failure)",
+                "rank 0: no training progress for 20 s (last finished iteration"]
+    deadline = time.time() + 200
+    try:
+        while time.time() < deadline and not all(e in "".join(lines) for e in expected):
+            time.sleep(0.5)
+    finally:
+        os.killpg(proc.pid, signal.SIGKILL)  # scheduler and server wait for ever otherwise
+        proc.wait()
+        reader.join(timeout=5)
+    text = "".join(lines)
+    for e in expected:
+        assert e in text, text[-3000:]
+    # rank 0's queued asynchronous steps may finish, then it stops: nobody trains on alone
+    assert "iter 8/50" not in text

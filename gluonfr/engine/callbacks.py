@@ -238,14 +238,17 @@ class CheckpointCallback(Callback):
         self.validation = validation
 
     def on_iteration_end(self, loop):
-        if not loop.is_chief:
-            return
-        result = self.validation.result_for(loop) if self.validation is not None else None
+        result = None  # verification runs on rank 0 only
+        if loop.is_chief and self.validation is not None:
+            result = self.validation.result_for(loop)
         new_best = bool(result and result["new_best"])
         if not (_due(loop, self.interval) or new_best):
             return
+        # every worker checks (and would stop) at the same iterations, not only the writer
         loop.sync_metrics()
         loop.check_parameters_finite()
+        if not loop.is_chief:
+            return
         path = loop.save_checkpoint()
         if new_best:
             loop.checkpoints.mark_best(loop.iteration, result["mean"], loop.last_val)

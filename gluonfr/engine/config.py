@@ -93,6 +93,10 @@ class TrainConfig:
         GPU ids shorthand, e.g. ``"0,1,2,3"``.
     kvstore : str
         ``device``, ``local``, ``nccl``, ``dist_sync`` or ``dist_device_sync``.
+    dist_timeout : float
+        Distributed runs: a worker that makes no progress for this many seconds (another
+        worker died, or hangs) logs an error and exits with status 3 instead of waiting for
+        ever; 0 turns it off. Must exceed rank 0's verification time.
     num_workers : int
         Data-loading worker processes (0 decodes in the training process).
     skip_corrupt : int
@@ -184,6 +188,7 @@ class TrainConfig:
     ctx: str = "cpu:0"
     gpus: Optional[str] = None
     kvstore: str = "device"
+    dist_timeout: float = 1800.0
     num_workers: int = 2
     skip_corrupt: int = 0
     strict_data: bool = False
@@ -277,7 +282,7 @@ class TrainConfig:
                 bad(name, "a positive integer")
         for name in ("max_iters", "epochs", "warmup_iters", "loss_warmup_iters", "val_interval",
                      "save_interval", "num_workers", "skip_corrupt", "clip_grad", "head_lr_mult",
-                     "head_wd_mult"):
+                     "head_wd_mult", "dist_timeout"):
             if getattr(self, name) < 0:
                 bad(name, "an integer >= 0")
         if self.micro_batch is not None and (
@@ -588,6 +593,9 @@ def add_arguments(parser):
     add("ctx", "--ctx", help="devices, e.g. cpu:0,cpu:1 or gpu:0,gpu:1 (default: %(default)s)")
     add("gpus", "--gpus", help="GPU ids, e.g. 0,1,2,3 (overrides --ctx)")
     add("kvstore", "--kvstore", choices=KVSTORES, help="default: %(default)s")
+    add("dist_timeout", "--dist-timeout", type=float, metavar="SECONDS",
+        help="distributed: stop a worker that makes no progress this long (default: "
+             "%(default)s; 0 = wait for ever)")
     add("num_workers", "--num-workers", "-j", type=int,
         help="data-loading processes (default: %(default)s)")
     add("sampler", "--sampler", choices=("random", "pk"),

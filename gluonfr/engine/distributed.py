@@ -7,15 +7,17 @@ processes are started by ``tools/launch.py`` from the MXNet wheel (``dmlc_tracke
 ssh from a hosts file, or on this machine. :func:`run_mxnet_launcher` runs that script
 unchanged after two compatibility fixes for current Pythons (see :func:`patch_dmlc_tracker`).
 """
+import logging
 import os
 import runpy
 import sys
 import threading
+import time
 
 import mxnet as mx
 
-__all__ = ["create_kvstore", "DistGradientReducer", "mxnet_launcher_path", "patch_dmlc_tracker",
-           "run_mxnet_launcher"]
+__all__ = ["create_kvstore", "DistGradientReducer", "StepWatchdog", "mxnet_launcher_path",
+           "patch_dmlc_tracker", "run_mxnet_launcher"]
 
 
 def create_kvstore(name, contexts):
@@ -98,6 +100,81 @@ class DistGradientReducer:
             self.kv.pull(key, out=buf, priority=-key)
             for g in grads:
                 buf.copyto(g)
+
+
+class StepWatchdog:
+    """Stop a distributed worker whose training makes no progress for ``timeout`` seconds.
+
+    ps-lite has no timeouts: when one worker dies, the others wait in their next push or pull
+    for ever, and the dead worker's own exit waits in the kvstore's shutdown barrier. A
+    daemon thread watches the time since the last :meth:`beat`; past the timeout it logs an
+    error naming the rank, the last finished iteration and the likely cause, flushes the log
+    handlers and ends the process with exit status 3 (``os._exit``: a blocked kvstore call
+    cannot be interrupted any other way). It keeps watching while the interpreter shuts down,
+    so a worker that failed does not hang in the barrier either.
+
+    Parameters
+    ----------
+    timeout : float
+        Seconds without progress; must exceed the longest pause a healthy run has (rank 0's
+        verification and checkpoint writing, during which the other workers wait).
+    rank : int
+    logger : logging.Logger
+    where : callable, optional
+        Returns a short description of the progress so far (e.g. the last iteration).
+    """
+
+    EXIT_STATUS = 3
+
+    def __init__(self, timeout, rank, logger, where=None):
+        self.timeout = float(timeout)
+        self.rank = int(rank)
+        self.logger = logger
+        self.where = where or (lambda: "")
+        self.failed = None
+        self._last = time.monotonic()
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._watch, name=f"gluonfr-watchdog-{rank}",
+                                        daemon=True)
+        self._thread.start()
+
+    def beat(self):
+        """Record progress (after each iteration and each callback)."""
+        self._last = time.monotonic()
+
+    def fail(self, err):
+        """Note that this worker failed; it is ended if its exit blocks past the timeout."""
+        self.failed = err
+        self.beat()
+
+    def stop(self):
+        """The run ended normally: stop watching."""
+        self._stop.set()
+
+    def _watch(self):
+        while not self._stop.wait(min(self.timeout / 4, 5.0)):
+            idle = time.monotonic() - self._last
+            if idle < self.timeout:
+                continue
+            if self.failed is not None:
+                msg = (f"rank {self.rank}: training failed ({type(self.failed).__name__}: "
+                       f"{self.failed}) and the other workers did not shut down within "
+                       f"{self.timeout:g} s; exiting")
+            else:
+                msg = (f"rank {self.rank}: no training progress for {self.timeout:g} s "
+                       f"({self.where()}): another worker has probably failed or hangs "
+                       "(see its log); stopping this worker")
+            self.logger.error(msg)
+            for handler in list(self.logger.handlers) + list(logging.getLogger().handlers):
+                try:
+                    handler.flush()
+                except Exception:  # noqa: BLE001  (nothing may stop the exit)
+                    pass
+            try:
+                sys.stderr.flush()
+            except Exception:  # noqa: BLE001
+                pass
+            os._exit(self.EXIT_STATUS)
 
 
 def mxnet_launcher_path():

@@ -37,7 +37,7 @@ from .callbacks import (
 )
 from .checkpoint import CheckpointManager, find_checkpoint
 from .config import TrainConfig
-from .distributed import DistGradientReducer, create_kvstore
+from .distributed import DistGradientReducer, StepWatchdog, create_kvstore
 from .head import build_heads
 from .optim import (
     clip_global_norm,
@@ -183,6 +183,12 @@ class TrainLoop:
                                    else None, console=True)
         if not self.is_chief:
             self.logger.setLevel(logging.WARNING)
+        self.iteration = 0
+        self.watchdog = None
+        if self.kv is not None and "dist" in self.kv.type and cfg.dist_timeout > 0:
+            # from here on every kvstore call may wait for the other workers
+            self.watchdog = StepWatchdog(cfg.dist_timeout, self.rank, self.logger,
+                                         lambda: f"last finished iteration {self.iteration}")
         resume = None
         if cfg.resume:
             resume = find_checkpoint(cfg.resume, cfg.save_dir, cfg.model_tag)
@@ -532,6 +538,10 @@ class TrainLoop:
             yield from self.loader
             # the loader moved to the next epoch by itself
 
+    def _beat(self):
+        if self.watchdog is not None:
+            self.watchdog.beat()
+
     def step(self, data, label):
         """One optimiser step on a batch (no host synchronisation)."""
         check_labels(label, self.num_classes)  # host array: no device wait
@@ -607,20 +617,33 @@ class TrainLoop:
         start_iter, t0 = self.iteration, time.time()
         for cb in self.callbacks:
             cb.on_train_begin(self)
+        self._beat()  # setting up (networks, data, the kvstore's first broadcast) is done
         try:
             batches = self._batches()
             while self.iteration < self.max_iters:
                 data, label = next(batches)
                 self.step(data, label)
+                self._beat()
                 self.iteration += 1
                 self.batch_in_epoch += 1
                 if self.batch_in_epoch == self.iters_per_epoch:
                     self.epoch, self.batch_in_epoch = self.epoch + 1, 0
                 for cb in self.callbacks:
                     cb.on_iteration_end(self)
+                    self._beat()
                 if self._reseed_due():
                     self._reseed()
             self.sync_metrics()
+        except BaseException as err:
+            if self.watchdog is not None:
+                self.logger.error(f"rank {self.rank}: training failed after iteration "
+                                  f"{self.iteration} ({type(err).__name__}: {err}); the other "
+                                  f"workers stop within --dist-timeout {self.cfg.dist_timeout:g} s")
+                self.watchdog.fail(err)
+            raise
+        else:
+            if self.watchdog is not None:
+                self.watchdog.stop()
         finally:
             for cb in self.callbacks:
                 cb.on_train_end(self)
