@@ -172,7 +172,8 @@ class TrainLoop:
         """Devices, kvstore and rank, the save folder and log, AMP, seeds; finds ``--resume``.
 
         Sets ``ctx``, ``kv``, ``rank``, ``num_kv_workers``, ``is_chief``, ``logger``,
-        ``run_id``, ``checkpoints``. Returns the checkpoint description to resume from, or ``None``.
+        ``run_id``, ``checkpoints``, ``watchdog``. Returns the checkpoint description to resume
+        from, or ``None``.
         """
         cfg = self.cfg
         self.ctx = parse_ctx(cfg.ctx_spec)
