@@ -189,9 +189,15 @@ def test_not_a_gluonface_network_names_the_file_and_the_nearest(tmp_path):
         import_model(junk, fmt="gluon-face")
 
 
-def test_se_resnet50_forwards_with_another_embedding_size():
+def test_other_embedding_and_input_sizes():
     net = get_model("gluonface_l_se_resnet50v2", embedding_size=256)
     assert net(mx.nd.zeros((1, 3, 112, 112))).shape == (1, 256)
+    # gluonfr-train --input-size: the GDConv covers the final map (4x4 at 64)
+    net = get_model("gluonface_mobilefacenet", input_size=64)
+    assert net.features[8][0].weight.shape == (512, 1, 4, 4)
+    assert net(mx.nd.zeros((2, 3, 64, 64))).shape == (2, 128)
+    with pytest.raises(ValueError, match="multiples of 16"):
+        get_model("gluonface_l_se_resnet18v2", input_size=100)
 
 
 @pytest.mark.slow

@@ -11,6 +11,7 @@ and the channels are unchanged. 0.995M parameters, 128-d.
 from mxnet.gluon import nn
 from mxnet.gluon.block import HybridBlock
 
+from .._utils import final_map_size
 from ..registry import register_model
 from .base import GluonFaceNet, single_prelu
 
@@ -24,7 +25,8 @@ def _conv_bn(in_channels, channels, kernel=1, stride=1, groups=1, act=True, pad=
     """conv (no bias, "same" padding unless ``pad``) -> BatchNorm -> [single-slope PReLU],
     children 0, 1, 2."""
     seq = nn.HybridSequential()
-    pad = kernel // 2 if pad is None else pad
+    if pad is None:
+        pad = kernel // 2
     seq.add(nn.Conv2D(channels, kernel, stride, pad, groups=groups, use_bias=False,
                       in_channels=in_channels),
             nn.BatchNorm(in_channels=channels))
@@ -55,16 +57,18 @@ class _Bottleneck(HybridBlock):
 class GluonFaceMobileFaceNet(GluonFaceNet):
     """gluon-face 1.0.2's MobileFaceNet; input (N, 3, 112, 112) RGB in 0..255, output (N, 128).
 
-    gluon-face hard-coded the 128-d embedding and the 7x7 GDConv (so a 112x112 input).
+    gluon-face hard-coded the 128-d embedding and the 7x7 GDConv (a 112x112 input); here
+    ``input_size`` (multiples of 16) sets the GDConv kernel to the final map, 7x7 at 112.
     ``classes``, ``weight_norm``, ``feature_norm``, ``need_cls_layer``: see
     :class:`~gluonfr.model_zoo.gluonface.GluonFaceNet`.
     """
 
-    def __init__(self, embedding_size=128, **kwargs):
+    def __init__(self, embedding_size=128, input_size=112, **kwargs):
         if embedding_size != 128:
             raise ValueError(f"gluon-face's MobileFaceNet is 128-d (it hard-coded the size), got "
                              f"embedding_size={embedding_size!r}; gluonfr's 'mobilefacenet' "
                              f"takes any size")
+        gdconv = final_map_size(input_size, 16)
         super().__init__(128, **kwargs)
         body = self.features
         with body.name_scope():
@@ -78,7 +82,7 @@ class GluonFaceMobileFaceNet(GluonFaceNet):
                         channels = c
                 body.add(stage)
             body.add(_conv_bn(channels, 512),
-                     _conv_bn(512, 512, 7, groups=512, act=False, pad=0),  # linear GDConv
+                     _conv_bn(512, 512, gdconv, groups=512, act=False, pad=0),  # linear GDConv
                      nn.Conv2D(128, 1, use_bias=False, in_channels=512),
                      nn.BatchNorm(scale=False, center=False, in_channels=128),
                      nn.Flatten())

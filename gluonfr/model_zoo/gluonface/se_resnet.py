@@ -13,6 +13,7 @@ network), 50 and 101 at 64/256/512/1024/2048.
 from mxnet.gluon import nn
 from mxnet.gluon.block import HybridBlock
 
+from .._utils import final_map_size
 from ..registry import register_model
 from .base import EmbeddingBatchNorm, GluonFaceNet, single_prelu
 
@@ -78,15 +79,18 @@ class GluonFaceSEResNet(GluonFaceNet):
         18, 50 or 101 (gluon-face's registered depths).
     embedding_size : int
         D (gluon-face's default 512).
+    input_size : int or (int, int)
+        Input side(s), multiples of 16 (global average pooling takes any final map).
     **kwargs
         ``classes``, ``weight_norm``, ``feature_norm``, ``need_cls_layer``: see
         :class:`~gluonfr.model_zoo.gluonface.GluonFaceNet`.
     """
 
-    def __init__(self, num_layers, embedding_size=512, **kwargs):
+    def __init__(self, num_layers, embedding_size=512, input_size=112, **kwargs):
         if num_layers not in _SPECS:
             raise ValueError(f"gluon-face SE-ResNet depth must be one of {sorted(_SPECS)}, "
                              f"got {num_layers!r}")
+        final_map_size(input_size, 16)  # the same input sizes as every gluonfr network
         super().__init__(embedding_size, **kwargs)
         units, channels = _SPECS[num_layers]
         body = self.features
