@@ -8,10 +8,10 @@ Images are 112x112 aligned crops, or whole photos listed in ``--landmarks`` (fil
 ``names.txt``; rows have unit length, so ``E @ E.T`` is the cosine-similarity matrix.
 """
 import argparse
-import json
 import os
 
 import gluonfr
+from gluonfr.data.align import lookup_landmarks, read_landmarks
 from gluonfr.data.pack import IMAGE_EXTENSIONS
 
 import numpy as np
@@ -32,10 +32,11 @@ def main(argv=None):
         raise SystemExit(f"{args.folder}: no images")
     landmarks = None
     if args.landmarks:
-        with open(args.landmarks) as f:
-            table = json.load(f)
-        names = [n for n in names if n in table]  # whole photos need their landmarks
-        landmarks = [table[n]["landmarks5"] for n in names]
+        table = read_landmarks(args.landmarks)
+        found = {n: lookup_landmarks(table, os.path.join(args.folder, n), root=args.folder)
+                 for n in names}
+        names = [n for n in names if found[n] is not None]  # whole photos need landmarks
+        landmarks = [found[n] for n in names]
     embedder = gluonfr.FaceEmbedder(args.model, params=args.params,
                                     pretrained=args.params is None, backend=args.backend)
     emb = embedder.embed([os.path.join(args.folder, n) for n in names], landmarks=landmarks)

@@ -4,7 +4,7 @@
         [--held-out 0.2] [--pairs 600] [--iters 2000] [--model mobilefacenet]
 
 ``faces/`` holds one sub-folder per person. Images are aligned 112x112 crops, or whole photos
-with 5-point landmarks in ``--landmarks`` (see ``gluonfr.data.pack.read_landmarks``), aligned
+with 5-point landmarks in ``--landmarks`` (see ``gluonfr.data.align.read_landmarks``), aligned
 on the way. The script
 
 1. holds out a share of the identities (``--held-out``) and draws verification pairs among
@@ -23,7 +23,8 @@ import os
 
 import gluonfr  # noqa: F401  (numpy aliases before mxnet)
 from gluonfr.data import load_bin, pack_bin, pack_rec, sample_pairs
-from gluonfr.data.pack import aligned_rgb, list_identity_folders, read_landmarks
+from gluonfr.data.align import read_landmarks
+from gluonfr.data.pack import aligned_rgb, list_identity_folders
 from gluonfr.engine import TrainConfig, TrainLoop
 from gluonfr.metrics import evaluate_targets
 from gluonfr.utils.fileio import atomic_open

@@ -8,10 +8,9 @@ nose, left and right mouth corner), as ``../shared/data/real-faces/landmarks.jso
 any 5-point detector gives them. Without ``--params`` the published weights are used.
 """
 import argparse
-import json
-import os
 
 import gluonfr
+from gluonfr.data.align import lookup_landmarks, read_landmarks
 from gluonfr.embedder import threshold_from_eval
 
 
@@ -25,9 +24,11 @@ def main(argv=None):
     p.add_argument("--eval-json", help="scripts/eval.py output to calibrate the threshold")
     args = p.parse_args(argv)
 
-    with open(args.landmarks) as f:
-        table = json.load(f)
-    lmk = [table[os.path.basename(path)]["landmarks5"] for path in (args.image_a, args.image_b)]
+    table = read_landmarks(args.landmarks)
+    lmk = [lookup_landmarks(table, path) for path in (args.image_a, args.image_b)]
+    for path, points in zip((args.image_a, args.image_b), lmk):
+        if points is None:
+            raise SystemExit(f"{args.landmarks}: no landmarks for {path}")
     threshold = threshold_from_eval(args.eval_json) if args.eval_json else None
     embedder = gluonfr.FaceEmbedder(args.model, params=args.params,
                                     pretrained=args.params is None, threshold=threshold)

@@ -116,3 +116,27 @@ def test_real_photos_land_on_the_template(shared_dir):
         assert crop.shape == (112, 112, 3)
         # the face lies inside every photo, so the crop is (almost) free of black fill
         assert (crop.max(axis=2) == 0).mean() < 0.05, name
+
+
+def test_one_landmark_lookup_rule_exact_then_relative_then_file_name(tmp_path):
+    from gluonfr.data import DataFormatError
+    from gluonfr.data.align import lookup_landmarks, read_landmarks
+
+    pts = {k: np.arange(10, dtype=float).reshape(5, 2) + k for k in range(4)}
+    lines = [f"{name} " + " ".join(str(v) for v in pts[k].ravel())
+             for k, name in enumerate(["./photos/anna/1.jpg", "anna\\1.jpg", "1.jpg", "2.jpg"])]
+    path = tmp_path / "lmk.txt"
+    path.write_text("\n".join(lines) + "\n")
+    table = read_landmarks(path)
+    assert sorted(table) == ["1.jpg", "2.jpg", "anna/1.jpg", "photos/anna/1.jpg"]  # normalised
+    np.testing.assert_array_equal(lookup_landmarks(table, "photos/anna/1.jpg"), pts[0])  # exact
+    np.testing.assert_array_equal(lookup_landmarks(table, "/data/photos/anna/1.jpg",
+                                                   root="/data/photos"), pts[1])  # relative
+    np.testing.assert_array_equal(lookup_landmarks(table, "/elsewhere/1.jpg"), pts[2])  # name
+    np.testing.assert_array_equal(lookup_landmarks(table, "bob/2.jpg", root="."), pts[3])
+    assert lookup_landmarks(table, "bob/3.jpg", root="bob") is None
+    # raw tables (a JSON dict as loaded) take the same rule and the same checks
+    raw = {"a.jpg": {"landmarks5": pts[1].tolist()}, "b.jpg": [1.0] * 9}
+    np.testing.assert_array_equal(lookup_landmarks(raw, "x/a.jpg"), pts[1])
+    with pytest.raises(DataFormatError, match="landmarks of 'b.jpg': expected 5"):
+        lookup_landmarks(raw, "b.jpg")

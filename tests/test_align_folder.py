@@ -7,8 +7,7 @@ import sys
 import time
 
 import gluonfr  # noqa: F401
-from gluonfr.data.align import norm_crop
-from gluonfr.data.pack import read_landmarks
+from gluonfr.data.align import norm_crop, read_landmarks
 from gluonfr.detect.folder import JOURNAL, align_folder
 
 import cv2

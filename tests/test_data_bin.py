@@ -194,8 +194,7 @@ def test_pack_bin_script_aligns_the_real_photos(shared_dir, tmp_path):
     assert rc == 0 and images.shape == (30, 112, 112, 3)
     assert issame.tolist() == [True] * 3 + [False] * 12
     # pair 0 is obama_1 / obama_2: the first image is norm_crop of obama_1, in RGB
-    from gluonfr.data.align import norm_crop
-    from gluonfr.data.pack import read_landmarks
+    from gluonfr.data.align import norm_crop, read_landmarks
 
     lmk = read_landmarks(os.path.join(faces, "landmarks.json"))["obama_1.jpg"]
     ref = norm_crop(cv2.imread(os.path.join(faces, "obama_1.jpg")), lmk)[:, :, ::-1]

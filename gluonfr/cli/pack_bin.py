@@ -16,8 +16,9 @@ import sys
 
 from gluonfr.cli import command_parser, exits_on_bad_input
 from gluonfr.data import pack_bin
+from gluonfr.data.align import read_landmarks
 from gluonfr.data.image import read_image
-from gluonfr.data.pack import aligned_rgb, read_landmarks
+from gluonfr.data.pack import aligned_rgb
 from gluonfr.data.protocols import PROTOCOLS, read_protocol
 
 __all__ = ["main"]

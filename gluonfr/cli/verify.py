@@ -6,24 +6,12 @@
 
 Exit status: 0 same person, 1 different people, 2 bad input.
 """
-import json
 import os
 import sys
 
 from gluonfr.cli import command_parser
 
 __all__ = ["main"]
-
-
-def _landmarks_for(path, table):
-    """Landmarks of ``path`` from a landmarks JSON ({file name: {"landmarks5": ...}})."""
-    if table is None:
-        return None
-    for key in (path, os.path.basename(path)):
-        if key in table:
-            entry = table[key]
-            return entry["landmarks5"] if isinstance(entry, dict) else entry
-    return None
 
 
 def main(argv=None):
@@ -51,6 +39,7 @@ def main(argv=None):
     p.add_argument("--no-flip", dest="flip", action="store_false")
     args = p.parse_args(argv)
 
+    from gluonfr.data.align import lookup_landmarks, read_landmarks
     from gluonfr.data.image import read_image
     from gluonfr.data.preview import pair_tile, save_sheet
     from gluonfr.detect import FaceDetector
@@ -59,10 +48,7 @@ def main(argv=None):
     try:
         for path in (args.image_a, args.image_b):
             read_image(path)
-        table = None
-        if args.landmarks:
-            with open(args.landmarks) as f:
-                table = json.load(f)
+        table = read_landmarks(args.landmarks) if args.landmarks else {}
         threshold = args.threshold
         if threshold is None and args.eval_json:
             threshold = threshold_from_eval(args.eval_json, args.target)
@@ -76,8 +62,8 @@ def main(argv=None):
                                 if args.detector or args.min_face != 20 else None)
         similarity, same, crops = embedder.compare(
             args.image_a, args.image_b,
-            landmarks_a=_landmarks_for(args.image_a, table),
-            landmarks_b=_landmarks_for(args.image_b, table), return_crops=True)
+            landmarks_a=lookup_landmarks(table, args.image_a),
+            landmarks_b=lookup_landmarks(table, args.image_b), return_crops=True)
         if args.show:
             verdict = "SAME" if same else "DIFFERENT"
             caption = (f"cos {similarity:.3f} (thr {embedder.threshold:.3f}) {verdict}\n"

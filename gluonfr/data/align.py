@@ -6,11 +6,16 @@ translation; Umeyama 1991) maps them onto the template, and ``cv2.warpAffine`` r
 crop. Every insightface training and verification set was aligned this way, so custom data
 must be too: a crop that is merely "a face, resized" loses several points of accuracy.
 """
+import json
+import os
+
 import cv2
 import numpy as np
 
+from ._io import DataFormatError
+
 __all__ = ["ARCFACE_TEMPLATE", "template", "umeyama", "estimate_norm", "transform_points",
-           "norm_crop"]
+           "norm_crop", "read_landmarks", "lookup_landmarks"]
 
 #: (x, y) of the 5 points in a 112x112 arcface crop (the 96x112 template shifted by x+8)
 ARCFACE_TEMPLATE = np.array([[38.2946, 51.6963],
@@ -125,3 +130,103 @@ def _check_landmarks(landmarks5):
     if not np.isfinite(lmk).all():
         raise ValueError("landmarks contain NaN or infinity")
     return lmk
+
+
+# -- landmark tables ------------------------------------------------------------------------
+def _norm_key(path):
+    path = path.replace("\\", "/")
+    while path.startswith("./"):
+        path = path[2:]
+    return path
+
+
+def read_landmarks(path):
+    """Read a 5-point landmark file into ``{relative image path: (5, 2) array}``.
+
+    Accepted formats: JSON ``{"id/img.jpg": [[x, y] x 5], ...}`` (a value may also be a dict
+    with a ``"landmarks5"`` entry, as in ``shared/data/real-faces/landmarks.json``), or text
+    lines ``id/img.jpg x1 y1 x2 y2 ... x5 y5``. Points are left eye, right eye, nose, left and
+    right mouth corner as seen in the image.
+    """
+    path = os.fspath(path)
+    try:
+        with open(path) as f:
+            text = f.read()
+    except OSError as e:
+        raise DataFormatError(f"{path}: cannot read the landmark file ({e})") from e
+    table = {}
+    if text.lstrip().startswith("{"):
+        try:
+            raw = json.loads(text)
+        except json.JSONDecodeError as e:
+            raise DataFormatError(f"{path}: invalid JSON ({e})") from e
+        for key, value in raw.items():
+            if isinstance(value, dict):
+                value = value.get("landmarks5")
+            table[_norm_key(key)] = _as_points(value, f"{path} entry {key!r}")
+        return table
+    for lineno, line in enumerate(text.splitlines(), 1):
+        fields = line.split()
+        if not fields or fields[0].startswith("#"):
+            continue
+        if len(fields) != 11:
+            raise DataFormatError(f"{path}:{lineno}: expected 'image x1 y1 ... x5 y5' (11 fields), "
+                                  f"got {len(fields)}")
+        try:
+            pts = [float(x) for x in fields[1:]]
+        except ValueError:
+            raise DataFormatError(f"{path}:{lineno}: landmark coordinates must be numbers") \
+                from None
+        table[_norm_key(fields[0])] = _as_points(pts, f"{path}:{lineno}")
+    return table
+
+
+def _as_points(value, where):
+    try:
+        pts = np.asarray(value, dtype=np.float64).reshape(5, 2)
+    except (TypeError, ValueError):
+        raise DataFormatError(f"{where}: expected 5 (x, y) landmarks") from None
+    if not np.isfinite(pts).all():
+        raise DataFormatError(f"{where}: landmarks contain NaN or infinity")
+    return pts
+
+
+def lookup_landmarks(table, path, root=None):
+    """The landmarks of image ``path`` in a landmark table, or ``None`` when it has none.
+
+    The one lookup rule of gluonfr (``pack_rec``, ``gluonfr-pack-bin``, ``gluonfr-verify``,
+    the examples), tried in this order:
+
+    1. the path as given (``\\`` read as ``/``, leading ``./`` dropped);
+    2. with ``root``: the path relative to ``root`` (the image folder the table describes);
+    3. the file name alone.
+
+    Parameters
+    ----------
+    table : dict
+        From :func:`read_landmarks`, or ``{key: (5, 2) points or {"landmarks5": points}}``.
+    path : str or os.PathLike
+    root : str or os.PathLike, optional
+
+    Returns
+    -------
+    numpy.ndarray or None
+        (5, 2) float64.
+
+    Raises
+    ------
+    DataFormatError
+        The entry found is not 5 finite (x, y) points.
+    """
+    path = os.fspath(path)
+    keys = [_norm_key(path)]
+    if root is not None:
+        keys.append(_norm_key(os.path.relpath(path, os.fspath(root))))
+    keys.append(os.path.basename(path))
+    for key in keys:
+        if key in table:
+            value = table[key]
+            if isinstance(value, dict):
+                value = value.get("landmarks5")
+            return _as_points(value, f"landmarks of {key!r}")
+    return None

@@ -5,7 +5,6 @@ skipped, counted and reported in one warning (and in the returned summary); an i
 wrong size without landmarks is a usage error and stops the run. Nothing is ever left
 half-written: the output files appear only when packing succeeds.
 """
-import json
 import os
 import warnings
 
@@ -13,11 +12,11 @@ import numpy as np
 from tqdm import tqdm
 
 from ._io import DataFormatError
-from .align import norm_crop
+from .align import lookup_landmarks, norm_crop, read_landmarks
 from .image import encode_jpeg, read_image
 from .recordio import RecordWriter
 
-__all__ = ["IMAGE_EXTENSIONS", "list_identity_folders", "read_landmarks", "lookup_landmarks",
+__all__ = ["IMAGE_EXTENSIONS", "list_identity_folders",
            "pack_rec", "read_pairs", "sample_pairs", "aligned_rgb"]
 
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff", ".ppm", ".pgm")
@@ -39,79 +38,12 @@ def list_identity_folders(image_folder):
     return out
 
 
-def _norm_key(path):
-    path = path.replace("\\", "/")
-    while path.startswith("./"):
-        path = path[2:]
-    return path
-
-
-def read_landmarks(path):
-    """Read a 5-point landmark file into ``{relative image path: (5, 2) array}``.
-
-    Accepted formats: JSON ``{"id/img.jpg": [[x, y] x 5], ...}`` (a value may also be a dict
-    with a ``"landmarks5"`` entry, as in ``shared/data/real-faces/landmarks.json``), or text
-    lines ``id/img.jpg x1 y1 x2 y2 ... x5 y5``. Points are left eye, right eye, nose, left and
-    right mouth corner as seen in the image.
-    """
-    path = os.fspath(path)
-    try:
-        with open(path) as f:
-            text = f.read()
-    except OSError as e:
-        raise DataFormatError(f"{path}: cannot read the landmark file ({e})") from e
-    table = {}
-    if text.lstrip().startswith("{"):
-        try:
-            raw = json.loads(text)
-        except json.JSONDecodeError as e:
-            raise DataFormatError(f"{path}: invalid JSON ({e})") from e
-        for key, value in raw.items():
-            if isinstance(value, dict):
-                value = value.get("landmarks5")
-            table[_norm_key(key)] = _as_points(value, f"{path} entry {key!r}")
-        return table
-    for lineno, line in enumerate(text.splitlines(), 1):
-        fields = line.split()
-        if not fields or fields[0].startswith("#"):
-            continue
-        if len(fields) != 11:
-            raise DataFormatError(f"{path}:{lineno}: expected 'image x1 y1 ... x5 y5' (11 fields), "
-                                  f"got {len(fields)}")
-        try:
-            pts = [float(x) for x in fields[1:]]
-        except ValueError:
-            raise DataFormatError(f"{path}:{lineno}: landmark coordinates must be numbers") \
-                from None
-        table[_norm_key(fields[0])] = _as_points(pts, f"{path}:{lineno}")
-    return table
-
-
-def _as_points(value, where):
-    try:
-        pts = np.asarray(value, dtype=np.float64).reshape(5, 2)
-    except (TypeError, ValueError):
-        raise DataFormatError(f"{where}: expected 5 (x, y) landmarks") from None
-    if not np.isfinite(pts).all():
-        raise DataFormatError(f"{where}: landmarks contain NaN or infinity")
-    return pts
-
-
-def lookup_landmarks(table, image_folder, path):
-    """Landmarks of ``path`` from a :func:`read_landmarks` table: by its path relative to
-    ``image_folder``, else by file name; ``None`` when absent."""
-    rel = _norm_key(os.path.relpath(path, image_folder))
-    if rel in table:
-        return table[rel]
-    return table.get(os.path.basename(path))
-
-
 def aligned_rgb(path, table, image_folder, size=112):
     """The aligned ``size`` x ``size`` RGB crop of ``path`` with its landmarks from ``table``.
 
     Raises :class:`DataFormatError` naming the file when it has no landmarks or cannot be read.
     """
-    lmk = lookup_landmarks(table, image_folder, path)
+    lmk = lookup_landmarks(table, path, root=image_folder)
     if lmk is None:
         raise DataFormatError(f"{path}: no landmarks in the landmark table")
     return norm_crop(read_image(path, "rgb"), lmk, size)
@@ -233,7 +165,7 @@ def pack_rec(image_folder, out_dir, quality=95, landmarks=None, image_size=(112,
         for path in files:
             lmk = None
             if table is not None:
-                lmk = lookup_landmarks(table, image_folder, path)
+                lmk = lookup_landmarks(table, path, root=image_folder)
                 if lmk is None:
                     if on_error == "raise":
                         raise DataFormatError(f"pack_rec: no landmarks for {path}")

@@ -7,7 +7,7 @@ to ``DST/.align-journal.jsonl`` after the crop is in place, so a run that is int
 killed) resumes where it stopped: photos in the journal are not processed again, and a crop
 written just before the kill is simply rewritten. At the end ``DST/landmarks.json`` (the 5
 points of each kept face in the *source* photo's pixels, keyed by the source's relative path,
-readable by :func:`gluonfr.data.pack.read_landmarks`) and ``DST/report.json`` /
+readable by :func:`gluonfr.data.align.read_landmarks`) and ``DST/report.json`` /
 ``DST/report.txt`` (photos without a face, unreadable photos, photos with several faces and
 which one was kept and why) are written.
 """
