@@ -147,3 +147,28 @@ def test_dataset_is_fork_safe_in_gluon_dataloader_workers(rec_root):
             assert int(label[j].asscalar()) == ref[pos][1]
             pos += 1
     assert pos == len(ds)
+
+
+def test_sharded_loaders_together_load_the_single_loaders_global_batches(rec_root):
+    from gluonfr.data.loader import ShardedTrainLoader
+
+    ds = FaceRecordDataset(rec_root)
+    aug = TrainAugmentation(flip=True)
+    whole = ShardedTrainLoader(ds, 6, 0, 1, seed=5, augmentation=aug)  # one shard = plain
+    plain = make_train_loader(ds, batch_size=6, seed=5)
+    assert [b.tolist() for b in whole.epoch_batches(2)] == \
+        [b.tolist() for b in plain.epoch_batches(2)]
+    shards = [ShardedTrainLoader(ds, 2, rank, 3, seed=5, augmentation=aug) for rank in range(3)]
+    glob_batches = plain.epoch_batches(1, start_batch=1)
+    parts = [s.epoch_batches(1, start_batch=1) for s in shards]
+    assert len(glob_batches) == len(parts[0]) == len(plain) - 1
+    for b, batch in enumerate(glob_batches):  # rank r holds samples 2r, 2r+1 of each batch
+        assert np.concatenate([p[b] for p in parts]).tolist() == batch.tolist()
+    # and what each shard loads is exactly its slice of the single loader's batch
+    want_data, want_label = collect(plain, epoch=1, start_batch=1)[0]
+    for rank, shard in enumerate(shards):
+        data, label = collect(shard, epoch=1, start_batch=1)[0]
+        np.testing.assert_array_equal(data, want_data[2 * rank:2 * rank + 2])
+        np.testing.assert_array_equal(label, want_label[2 * rank:2 * rank + 2])
+    with pytest.raises(ValueError, match="start_batch 9 outside"):
+        shards[0].epoch_batches(0, start_batch=9)

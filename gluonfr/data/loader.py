@@ -36,7 +36,8 @@ from .image import decode_image
 from .record_dataset import FaceRecordDataset
 from .transforms import TrainAugmentation, sample_uniforms, to_nchw_float32
 
-__all__ = ["TrainLoader", "make_train_loader", "epoch_permutation", "load_batch"]
+__all__ = ["ShardedTrainLoader", "TrainLoader", "make_train_loader", "epoch_permutation",
+           "load_batch"]
 
 
 def epoch_permutation(num_samples, seed, epoch, shuffle=True):
@@ -114,8 +115,8 @@ def _load_sample(dataset, i, dst, u, flip, augmentation, image_size, strict):
         if augmentation.pixel_ops:
             dst[...] = augmentation(cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB), u)
         else:
-            # cv2 flips and swaps channels straight into the batch (numpy's reversed
-            # strides would be ~5x slower)
+            # cv2 flips and swaps channels straight into the batch: numpy's reversed strides
+            # are much slower (docs/performance.rst)
             cv2.cvtColor(cv2.flip(bgr, 1) if flip else bgr, cv2.COLOR_BGR2RGB, dst=dst)
         return label
     img, label = dataset[i]
@@ -283,12 +284,24 @@ class TrainLoader:
             raise ValueError(f"start_batch {start_batch} outside [0, {len(self)}]")
         self.epoch, self.start_batch = int(epoch), int(start_batch)
 
+    def epoch_batches(self, epoch, start_batch=0):
+        """Dataset indices of the batches ``start_batch, start_batch+1, ...`` of ``epoch``.
+
+        The one place that decides which samples a batch holds; :meth:`iter_epoch` loads
+        exactly these, and :class:`ShardedTrainLoader` takes its slice of each.
+        """
+        nb = len(self)
+        if not 0 <= int(start_batch) <= nb:
+            raise ValueError(f"start_batch {start_batch} outside [0, {nb}]")
+        if self.batch_sampler is not None:
+            return self.batch_sampler.epoch_batches(epoch)[int(start_batch):]
+        perm = epoch_permutation(self.num_samples, self.seed, epoch, self.shuffle)
+        bs = self.batch_size
+        return [perm[b * bs:(b + 1) * bs] for b in range(int(start_batch), nb)]
+
     def batch_indices(self, epoch, batch):
         """Dataset indices of batch ``batch`` of ``epoch``."""
-        if self.batch_sampler is not None:
-            return self.batch_sampler.epoch_batches(epoch)[batch]
-        perm = epoch_permutation(self.num_samples, self.seed, epoch, self.shuffle)
-        return perm[batch * self.batch_size:(batch + 1) * self.batch_size]
+        return self.epoch_batches(epoch, batch)[0]
 
     def __iter__(self):
         epoch, start = self.epoch, self.start_batch
@@ -299,15 +312,7 @@ class TrainLoader:
         """Yield the batches ``start_batch, start_batch+1, ...`` of ``epoch``."""
         import mxnet as mx
 
-        nb = len(self)
-        if not 0 <= int(start_batch) <= nb:
-            raise ValueError(f"start_batch {start_batch} outside [0, {nb}]")
-        if self.batch_sampler is not None:
-            chunks = self.batch_sampler.epoch_batches(epoch)[int(start_batch):]
-        else:
-            perm = epoch_permutation(self.num_samples, self.seed, epoch, self.shuffle)
-            bs = self.batch_size
-            chunks = [perm[b * bs:(b + 1) * bs] for b in range(int(start_batch), nb)]
+        chunks = self.epoch_batches(epoch, start_batch)
         for images, labels in self._produce(int(epoch), chunks):
             data = mx.nd.from_numpy(to_nchw_float32(images), zero_copy=True)
             yield data, mx.nd.array(labels, dtype=self.label_dtype)
@@ -445,6 +450,24 @@ class TrainLoader:
             self.close()
         except Exception:  # noqa: BLE001  (interpreter shutdown)
             pass
+
+
+class ShardedTrainLoader(TrainLoader):
+    """Worker ``rank`` of ``num_shards`` reads its slice of every global batch.
+
+    The global batch (and so every sample's position and augmentation) is that of the
+    single-process loader with ``batch_size * num_shards``; each distributed worker decodes
+    only its own ``batch_size`` samples.
+    """
+
+    def __init__(self, dataset, batch_size, rank, num_shards, **kwargs):
+        super().__init__(dataset, batch_size * num_shards, **kwargs)
+        self.shard_size = int(batch_size)
+        self.rank = int(rank)
+
+    def epoch_batches(self, epoch, start_batch=0):
+        lo, hi = self.rank * self.shard_size, (self.rank + 1) * self.shard_size
+        return [idx[lo:hi] for idx in super().epoch_batches(epoch, start_batch)]
 
 
 def make_train_loader(dataset_or_root, batch_size, num_workers=0, seed=0, flip=True,

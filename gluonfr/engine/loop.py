@@ -21,7 +21,7 @@ import numpy as np
 from mxnet import autograd, gluon
 
 from ..data import FaceRecordDataset, PKSampler, TrainAugmentation, TrainLoader
-from ..data.loader import epoch_permutation
+from ..data.loader import ShardedTrainLoader
 from ..loss import check_labels
 from ..metrics import load_targets
 from ..model_zoo import default_initializer, get_model
@@ -106,32 +106,6 @@ def build_backbone(model, ctx, embedding_size=None, input_size=112, stored_kwarg
         warnings.simplefilter("ignore")  # "already initialized" is fine for a factory's net
         net.initialize(default_initializer(), ctx=ctx)
     return net
-
-
-class ShardedTrainLoader(TrainLoader):
-    """Worker ``rank`` of ``num_shards`` reads its slice of every global batch.
-
-    The global batch (and so every sample's position and augmentation) is that of the
-    single-process loader with ``batch_size * num_shards``; each distributed worker decodes
-    only its own ``batch_size`` samples.
-    """
-
-    def __init__(self, dataset, batch_size, rank, num_shards, **kwargs):
-        super().__init__(dataset, batch_size * num_shards, **kwargs)
-        self.shard_size = int(batch_size)
-        self.rank = int(rank)
-
-    def iter_epoch(self, epoch, start_batch=0):
-        from ..data.transforms import to_nchw_float32
-
-        nb = len(self)
-        perm = epoch_permutation(self.num_samples, self.seed, epoch, self.shuffle)
-        lo, hi = self.rank * self.shard_size, (self.rank + 1) * self.shard_size
-        chunks = [perm[b * self.batch_size:(b + 1) * self.batch_size][lo:hi]
-                  for b in range(int(start_batch), nb)]
-        for images, labels in self._produce(int(epoch), chunks):
-            data = mx.nd.from_numpy(to_nchw_float32(images), zero_copy=True)
-            yield data, mx.nd.array(labels, dtype=self.label_dtype)
 
 
 class TrainLoop:
@@ -274,8 +248,8 @@ class TrainLoop:
                                                        self.embedding_size)
         self.main_head.initialize(mx.init.Xavier(), ctx=self.ctx)
         if cfg.hybridize:
-            # static_alloc/static_shape pay off on GPUs; on CPU they measured ~1.7x the peak
-            # memory of a plain static graph (MobileFaceNet, batch 64) for no speed gain
+            # static_alloc/static_shape pay off on GPUs; on CPU they cost peak memory for no
+            # speed gain (measured: docs/performance.rst)
             static = all(c.device_type == "gpu" for c in self.ctx)
             for block in (self.backbone, self.main_head, self.warmup_head):
                 if block is not None:
