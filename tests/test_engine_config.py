@@ -45,8 +45,10 @@ def test_config_file_values_and_flags_that_override_them(tmp_path):
         ("iresnet50", 0.35, [10, 20], ["lfw"], 30, True)
     assert cfg.loss_kwargs == {"easy_margin": True}
     # a flag wins even when it spells the built-in default (lr 0.1, weight decay on everything)
-    cfg = _parse(["--config", str(path), "--lr", "0.1", "--no-no-wd", "--lr-steps", "5"])
+    cfg = _parse(["--config", str(path), "--lr", "0.1", "--wd-all", "--lr-steps", "5"])
     assert (cfg.lr, cfg.no_wd, cfg.lr_steps, cfg.model) == (0.1, False, [5], "iresnet50")
+    # the earlier spelling of --wd-all still works, without being offered in --help
+    assert _parse(["--config", str(path), "--no-no-wd"]).no_wd is False
     # JSON works the same
     (tmp_path / "run.json").write_text(json.dumps({"lr": 0.2, "max_iters": 7}))
     assert (_parse(["-c", str(tmp_path / "run.json")]).lr, 7) == (0.2, 7)
@@ -103,3 +105,12 @@ def test_prelu_uses_the_onednn_form_on_cpu_and_the_native_op_on_gpu(monkeypatch)
     monkeypatch.setattr(type(block.alpha), "list_ctx", lambda self: [mx.gpu(0)])
     ops = _traced_ops(block)
     assert "LeakyReLU" in ops and "BatchNorm" not in ops
+
+
+def test_help_offers_wd_all_not_the_double_negative():
+    parser = argparse.ArgumentParser()
+    add_arguments(parser)
+    text = parser.format_help()
+    assert "--wd-all" in text and "--no-wd" in text and "--no-no-wd" not in text
+    with pytest.raises(SystemExit):  # still one switch: both spellings together are refused
+        parser.parse_args(["--no-wd", "--wd-all"])

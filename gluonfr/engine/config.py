@@ -27,10 +27,10 @@ HEAD_KINDS = ("cosine", "embedding", "logits")
 LOSSES = tuple(get_loss_list(HEAD_KINDS))
 LR_MODES = ("step", "cosine", "poly")
 KVSTORES = ("device", "local", "nccl", "dist_sync", "dist_device_sync")
-#: Samples per chunk of the default CPU micro-batching. On 2 cores (bench/train_step.py),
-#: MobileFaceNet + ArcFace at batch 64 / 128 ran 1.25-1.85x faster per sample in chunks of 16
-#: than as whole batches, at 0.21-0.38x the peak memory; 16 is also about the smallest batch
-#: BatchNorm's statistics are known to tolerate.
+#: Samples per chunk of the default CPU micro-batching: small chunks keep the working set in
+#: cache (faster per sample and far less peak memory than whole batches, see
+#: docs/performance.rst), and 16 is about the smallest batch BatchNorm's statistics are known
+#: to tolerate.
 CPU_MICRO_BATCH = 16
 
 
@@ -543,11 +543,16 @@ def add_arguments(parser):
         kw.setdefault("default", default[name])
         _record_explicit(group.add_argument(*flags, dest=name, **kw))
 
-    def toggle(name, flag, help_on, help_off):
+    def toggle(name, flag, help_on, help_off, off=None, hidden_off=()):
+        # ``off`` names the negative flag when "--no-" + flag would read badly (--no-no-wd);
+        # ``hidden_off`` keeps earlier spellings working without listing them in --help
         both = group.add_mutually_exclusive_group()
         _record_explicit(both.add_argument(flag, dest=name, action="store_true", help=help_on))
-        _record_explicit(both.add_argument("--no-" + flag[2:], dest=name, action="store_false",
-                                           help=help_off))
+        _record_explicit(both.add_argument(off or "--no-" + flag[2:], dest=name,
+                                           action="store_false", help=help_off))
+        for alias in hidden_off:
+            _record_explicit(both.add_argument(alias, dest=name, action="store_false",
+                                               help=argparse.SUPPRESS))
         parser.set_defaults(**{name: default[name]})
 
     parser.add_argument("--config", "-c", metavar="FILE|RECIPE",
@@ -615,7 +620,8 @@ def add_arguments(parser):
     add("momentum", "--momentum", type=float, help="sgd / nag momentum (default: %(default)s)")
     add("wd", "--wd", type=float, help="weight decay (default: %(default)s)")
     toggle("no_wd", "--no-wd", "no weight decay on BN, biases and PReLU",
-           "weight decay on every parameter (default)")
+           "weight decay on every parameter (default)", off="--wd-all",
+           hidden_off=("--no-no-wd",))
     add("head_wd_mult", "--head-wd-mult", "--fc-wd-mult", type=float,
         help="weight-decay multiplier of the class centres (insightface fc7 wd mult)")
     add("head_lr_mult", "--head-lr-mult", "--fc-lr-mult", type=float,
