@@ -58,7 +58,10 @@ class MobileFaceNet(HybridBlock):
         Embedding dimension D (paper and insightface ``y1``: 128).
     width_mult : float
         Multiplier of the body's channels (64 / 128 and the expansions); the 512-channel
-        head is kept, as in arcface_torch's ``mbf`` (which is ``width_mult=2``).
+        head is kept. This widens insightface's ``y1`` network; it is *not* arcface_torch's
+        ``mbf``, which keeps its expansions unscaled, uses a grouped ``conv_2_dw`` and a
+        bias-free linear + BatchNorm1d head: at 512-d ``width_mult=2`` has 3,683,584
+        parameters (:func:`gluonfr.utils.summary`), ``mbf`` about 2.06M.
     blocks : sequence of 4 int
         Units per group: insightface's ``net_blocks``; ``(1, 4, 6, 2)`` is ``y1`` (the
         paper), ``(2, 8, 16, 4)`` is ``y2``. The first is the depthwise stem conv when 1,
