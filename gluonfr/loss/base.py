@@ -41,9 +41,9 @@ class SoftmaxHeadLoss(Loss):
     fast_backward : bool, default False
         Take the softmax gradient from MKLDNN's softmax forward instead of MXNet's
         ``_backward_log_softmax`` (a scalar ``exp`` per element on CPU). Same loss and the same
-        exact gradient; on CPU the cross-entropy backward is ~4x faster (~70 ms less per step
-        at 128 x 85,742), but three more (N, C) float32 buffers stay alive until the backward
-        (+~130 MB at that size). Off by default: memory is the scarcer resource at MS1M scale
+        exact gradient; on CPU the cross-entropy backward is several times faster, but three
+        more (N, C) float32 buffers stay alive until the backward (figures in
+        docs/performance.rst). Off by default: memory is the scarcer resource at MS1M scale
         and on GPU the plain backward is already fast.
     weight : float or None
         Global scalar weight of the loss.
@@ -127,7 +127,7 @@ class SoftmaxHeadLoss(Loss):
         """``-log softmax(logits)[index]`` per sample, guarded and weighted.
 
         ``logits`` are already scaled (``log_softmax``'s ``temperature`` argument would save
-        that multiply but runs ~8x slower on CPU, with no MKLDNN path).
+        that multiply but is much slower on CPU: it has no MKLDNN path).
         """
         logp = F.log_softmax(logits, axis=-1)
         if not self._fast_backward:

@@ -36,8 +36,8 @@ DEFAULT_FARS = (1e-6, 1e-5, 1e-4, 1e-3, 1e-2, 1e-1)
 ACC_THRESHOLDS.setflags(write=False)
 VAL_THRESHOLDS.setflags(write=False)
 # Distances are computed in blocks of about this many bytes of embeddings: small enough for
-# the temporaries to stay in cache, large enough to amortise numpy's per-call overhead (about
-# 5 us per call on the 2-core test machine; 1 MB measured fastest there, 256 KB 1.5x slower).
+# the temporaries to stay in cache, large enough to amortise numpy's per-call overhead
+# (measured: docs/performance.rst, "Smaller design choices").
 _BLOCK_BYTES = 1 << 20
 _DISTANCE_THREADS = min(4, os.cpu_count() or 1)
 _POOL = None

@@ -1,9 +1,8 @@
 """Per-channel PReLU that runs on oneDNN kernels on the CPU.
 
 MXNet 1.9.1 computes ``nn.PReLU`` (``LeakyReLU(act_type='prelu')``) with a generic broadcast
-kernel: in MobileFaceNet on two CPU cores it took 75% of the inference time (2.1 of 2.8 s
-per three batches of 32 in MXNet's profiler) and its backward made training ~5x slower than
-the convolutions alone. The same function written as
+kernel that dominated MobileFaceNet's CPU inference and training time (the profile is in
+docs/performance.rst, "PReLU (fixed)"). The same function written as
 
     prelu(x) = alpha * x + (1 - alpha) * relu(x)
 
