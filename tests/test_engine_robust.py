@@ -296,3 +296,18 @@ def test_temporaries_of_an_interrupted_checkpoint_write_are_removed(faces, tmp_p
     assert not any(p.exists() for p in stale) and (d / "notes.tmp").exists()
     log = open(d / "log.txt").read()
     assert log.count("left by an interrupted checkpoint write") == 2
+
+
+def test_every_rank_checks_for_nan_where_checkpoints_are_written(faces, tmp_path):
+    from gluonfr.engine import CheckpointCallback, NonFiniteLossError
+
+    loop = TrainLoop(_cfg(faces, tmp_path / "rank1", max_iters=4, save_interval=2))
+    loop.is_chief = False  # what a distributed worker of rank > 0 sees
+    next(iter(loop.params.values())).data()[:] = float("nan")
+    callback = CheckpointCallback(2)
+    loop.iteration = 1
+    callback.on_iteration_end(loop)  # not a checkpoint iteration: nothing checked
+    loop.iteration = 2
+    with pytest.raises(NonFiniteLossError, match="parameters' norm became nan at iteration 2"):
+        callback.on_iteration_end(loop)
+    assert not [f for f in os.listdir(tmp_path / "rank1") if f.endswith(".params")]
