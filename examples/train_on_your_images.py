@@ -91,7 +91,8 @@ def main(argv=None):
                       lr_mode="cosine", warmup_iters=min(100, args.iters // 10),
                       loss_warmup_iters=args.iters // 4, save_interval=args.iters,
                       val_interval=0, num_workers=1, seed=args.seed,
-                      progress=not args.no_progress)
+                      progress=not args.no_progress,
+                      overwrite=True)  # WORK is rebuilt on every run, its training too
     size = (cfg.input_size, cfg.input_size)
     targets = {"heldout": load_bin(os.path.join(data_dir, "heldout.bin"), image_size=size)}
     loop = TrainLoop(cfg)
