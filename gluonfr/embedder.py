@@ -8,6 +8,7 @@ MXNet or ONNX Runtime with the same flip test-time augmentation the verification
 uses.
 """
 import json
+import logging
 import os
 import tempfile
 import warnings
@@ -21,6 +22,8 @@ from .data.image import read_image
 from .detect import detect_and_align, no_face_error
 from .metrics.embeddings import combine_flip, forward_images, forward_onnx
 from .model_zoo.loading import load_embedding_net
+
+logger = logging.getLogger(__name__)
 
 __all__ = ["FaceEmbedder", "DEFAULT_THRESHOLD", "threshold_from_eval"]
 
@@ -78,6 +81,13 @@ class FaceEmbedder:
         An exported ``-symbol.json`` (with ``params``) instead of a zoo model.
     onnx_path : str, optional
         An ``.onnx`` file to run (backend ``'onnx'``); ``model``/``params`` are then unused.
+    input_mean, input_std : float, optional
+        ``onnx_path``: the model's input is ``(pixels - input_mean) / input_std``. By default
+        read from the model's card or graph (see
+        :func:`gluonfr.model_zoo.cards.onnx_input_convention`), logged and kept in
+        ``input_convention``.
+    bgr : bool, optional
+        ``onnx_path``: the model takes BGR (default RGB).
     flip : bool
         Add the embedding of the mirror image (insightface's flip "sum") before normalising.
     threshold : float, optional
@@ -94,7 +104,8 @@ class FaceEmbedder:
 
     def __init__(self, model="mobilefacenet", params=None, pretrained=False, ctx=_CPU,
                  backend="mxnet", symbol=None, onnx_path=None, flip=True, threshold=None,
-                 batch_size=32, embedding_size=None, detector=None):
+                 batch_size=32, embedding_size=None, detector=None, input_mean=None,
+                 input_std=None, bgr=None):
         if backend not in ("mxnet", "onnx"):
             raise ValueError(f"backend must be 'mxnet' or 'onnx', got {backend!r}")
         self.backend = backend
@@ -107,6 +118,17 @@ class FaceEmbedder:
         self._detector = detector
         if onnx_path is None or backend == "mxnet":
             self.net = self._load_net(model, params, pretrained, ctx, symbol, embedding_size)
+        # gluonfr networks (and their exports) take RGB 0..255 and normalise in the graph
+        self.input_convention = {"mean": 0.0, "std": 1.0, "bgr": False,
+                                 "reason": "gluonfr network: RGB 0..255, normalised inside"}
+        if onnx_path is not None and backend == "onnx":
+            from .model_zoo.cards import onnx_input_convention
+
+            self.input_convention = onnx_input_convention(onnx_path, input_mean, input_std,
+                                                          bgr)
+            logger.info("%s: %s", onnx_path, self.input_convention["reason"])
+        elif input_mean is not None or input_std is not None or bgr:
+            raise ValueError("input_mean/input_std/bgr apply to onnx_path models only")
         if backend == "onnx":
             self._session = self._onnx_session(onnx_path)
 
@@ -278,8 +300,10 @@ class FaceEmbedder:
         also measure how much the two agree), the image's otherwise.
         """
         if self.backend == "onnx":
+            conv = self.input_convention
             emb, emb_flip = forward_onnx(self._session, crops, batch_size=self.batch_size,
-                                         flip=self.flip)
+                                         flip=self.flip, mean=conv["mean"], std=conv["std"],
+                                         bgr=conv["bgr"])
         else:
             emb, emb_flip = forward_images(self.net, crops, ctx=self.ctx,
                                            batch_size=self.batch_size, flip=self.flip,

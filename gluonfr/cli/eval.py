@@ -13,6 +13,9 @@ and with flip), and optionally writes every number to JSON and an ROC figure::
     gluonfr-eval --model mobilefacenet --params mfn.params --data-dir faces_emore \\
         --targets lfw --gallery errors/       # the hardest false positives / negatives
 
+    gluonfr-eval --onnx w600k_r50.onnx --data-dir faces_emore  # any ONNX model, with its
+                                                             # preprocessing (printed)
+
 Targets missing from ``--data-dir`` are reported and skipped.
 """
 import os
@@ -35,7 +38,7 @@ from gluonfr.utils.context import parse_ctx
 def parse_args(argv=None):
     """The checked arguments of ``gluonfr-eval``."""
     p = command_parser("gluonfr-eval", __doc__)
-    src = p.add_argument_group("model (a zoo name, or an exported symbol)")
+    src = p.add_argument_group("model (a zoo name, an exported symbol or an ONNX file)")
     src.add_argument("--model", help="model-zoo name, e.g. mobilefacenet, iresnet50")
     src.add_argument("--symbol", help="exported X-symbol.json (gluon export or insightface)")
     src.add_argument("--params", help="parameter file (zoo model: the backbone's; without it, "
@@ -43,6 +46,11 @@ def parse_args(argv=None):
     src.add_argument("--embedding-size", type=int, help="zoo model: its embedding size")
     src.add_argument("--input-name", default="data", help="symbol: data input (default data)")
     src.add_argument("--output-layer", help="symbol: internal output to use, e.g. fc1_output")
+    src.add_argument("--onnx", help="run this .onnx file with ONNX Runtime")
+    src.add_argument("--input-mean", type=float, help="ONNX: the model's input is (x - MEAN) "
+                     "/ STD (default: from its model card or graph, printed)")
+    src.add_argument("--input-std", type=float, help="ONNX: see --input-mean")
+    src.add_argument("--bgr", action="store_true", help="ONNX: feed BGR instead of RGB")
     p.add_argument("--data-dir", required=True, help="folder with <target>.bin files")
     p.add_argument("--targets", default=",".join(KNOWN_TARGETS),
                    help="comma-separated targets (default: %(default)s)")
@@ -71,8 +79,12 @@ def parse_args(argv=None):
                         "best threshold over the folds)")
     p.add_argument("--quiet", action="store_true", help="no progress bars")
     args = p.parse_args(argv)
-    if (args.model is None) == (args.symbol is None):
-        p.error("give --model NAME or --symbol FILE (one of them)")
+    if sum(v is not None for v in (args.model, args.symbol, args.onnx)) != 1:
+        p.error("give --model NAME, --symbol FILE or --onnx FILE (one of them)")
+    if args.onnx is None and (args.input_mean is not None or args.input_std is not None
+                              or args.bgr):
+        p.error("--input-mean/--input-std/--bgr apply to --onnx models only (gluonfr "
+                "networks normalise inside their graph)")
     if args.symbol and not args.params:
         p.error("--symbol needs --params")
     try:
@@ -105,21 +117,29 @@ def main(argv=None):
         print(f"gluonfr-eval: error: none of {', '.join(args.targets)} found in {args.data_dir}",
               file=sys.stderr)
         return 2
-    net = load_embedding_net(model=args.model, params=args.params, symbol=args.symbol,
-                             ctx=args.ctx, embedding_size=args.embedding_size,
-                             input_name=args.input_name, output_layer=args.output_layer,
-                             hybridize=args.hybridize)
+    net, forward = None, None
+    if args.onnx:
+        try:
+            forward = _onnx_forward(args)
+        except (OSError, ValueError) as e:
+            print(f"gluonfr-eval: error: {e}", file=sys.stderr)
+            return 2
+    else:
+        net = load_embedding_net(model=args.model, params=args.params, symbol=args.symbol,
+                                 ctx=args.ctx, embedding_size=args.embedding_size,
+                                 input_name=args.input_name, output_layer=args.output_layer,
+                                 hybridize=args.hybridize)
     results = evaluate_targets(net, targets, ctx=args.ctx, batch_size=args.batch_size,
                                flip=args.flip, mode=args.flip_mode, nfolds=args.nfolds,
                                far_target=args.far, progress=not args.quiet,
-                               return_distances=bool(args.gallery))
+                               return_distances=bool(args.gallery), forward=forward)
     print(format_table(results))
     for name, res in results.items():
         print(f"[{name}] VAL@FAR={args.far:g}: {res['val']:.5f}+-{res['val_std']:.5f} "
               f"(FAR {res['far']:.5f})  AUC {res['auc']:.5f}  EER {res['eer']:.5f}  "
               f"XNorm {res['xnorm']:.3f}")
     if args.json:
-        meta = {"model": args.model or os.path.abspath(args.symbol),
+        meta = {"model": args.model or os.path.abspath(args.symbol or args.onnx),
                 "params": os.path.abspath(args.params) if args.params else None,
                 "flip_mode": args.flip_mode if args.flip else None, "nfolds": args.nfolds,
                 "far_target": args.far, "missing": missing}
@@ -137,10 +157,28 @@ def main(argv=None):
                   f"positives, {g['num_false_negatives']} false negatives; wrote "
                   f"{', '.join(g['files'])}")
     if args.plot:
-        plot_roc(results, args.plot, title="ROC " + (args.model or os.path.basename(args.symbol)),
+        plot_roc(results, args.plot,
+                 title="ROC " + (args.model or os.path.basename(args.symbol or args.onnx)),
                  far_target=args.far)
         print(f"wrote {args.plot}")
     return 0
+
+
+def _onnx_forward(args):
+    """``forward(images, flip)`` over an ONNX Runtime session with the model's preprocessing."""
+    from gluonfr.metrics import forward_onnx
+    from gluonfr.model_zoo.cards import onnx_input_convention
+
+    import onnxruntime as ort
+
+    if not os.path.isfile(args.onnx):
+        raise FileNotFoundError(f"--onnx {args.onnx}: no such file")
+    conv = onnx_input_convention(args.onnx, args.input_mean, args.input_std, args.bgr)
+    print(f"{os.path.basename(args.onnx)}: {conv['reason']}")
+    session = ort.InferenceSession(args.onnx, providers=["CPUExecutionProvider"])
+    return lambda images, flip: forward_onnx(session, images, batch_size=args.batch_size,
+                                             flip=flip, mean=conv["mean"], std=conv["std"],
+                                             bgr=conv["bgr"])
 
 
 if __name__ == "__main__":

@@ -22,7 +22,13 @@ def main(argv=None):
     p.add_argument("--model", default="mobilefacenet", help="model-zoo name")
     p.add_argument("--params", help="backbone parameter file (default: published weights)")
     p.add_argument("--symbol", help="exported -symbol.json (with --params) instead of --model")
-    p.add_argument("--onnx", help="run this exported .onnx file with ONNX Runtime")
+    p.add_argument("--onnx", help="run this .onnx file with ONNX Runtime (a gluonfr export or "
+                                  "a third-party model: see --input-mean)")
+    p.add_argument("--input-mean", type=float, help="--onnx: the model's input is (x - MEAN) "
+                   "/ STD (default: from its model card or graph, printed)")
+    p.add_argument("--input-std", type=float, help="--onnx: see --input-mean")
+    p.add_argument("--bgr", action="store_true", default=None,
+                   help="--onnx: feed BGR instead of RGB")
     p.add_argument("--embedding-size", type=int)
     p.add_argument("--landmarks", help="JSON {image file: {'landmarks5': [[x, y] x 5]}} to align "
                                        "whole photos; without it the detector finds the faces "
@@ -58,8 +64,12 @@ def main(argv=None):
                                 backend="onnx" if args.onnx else "mxnet", onnx_path=args.onnx,
                                 flip=args.flip, threshold=threshold,
                                 embedding_size=args.embedding_size,
+                                input_mean=args.input_mean, input_std=args.input_std,
+                                bgr=args.bgr,
                                 detector=FaceDetector(args.detector, min_size=args.min_face)
                                 if args.detector or args.min_face != 20 else None)
+        if args.onnx:
+            print(f"{os.path.basename(args.onnx)}: {embedder.input_convention['reason']}")
         similarity, same, crops = embedder.compare(
             args.image_a, args.image_b,
             landmarks_a=lookup_landmarks(table, args.image_a),

@@ -13,7 +13,7 @@
   TAR at FAR, CMC and TPIR at FPIR).
 """
 from . import ijb
-from .embeddings import FLIP_MODES, combine_flip, extract_embeddings, forward_images
+from .embeddings import FLIP_MODES, combine_flip, extract_embeddings, forward_images, forward_onnx
 from .evaluate import KNOWN_TARGETS, evaluate_targets, load_targets
 from .face_verification import FaceVerification
 from .protocol import (
@@ -33,6 +33,6 @@ from .roc_plot import plot_roc
 __all__ = ["ACC_THRESHOLDS", "DEFAULT_FARS", "FLIP_MODES", "KNOWN_TARGETS", "VAL_THRESHOLDS",
            "FaceVerification", "combine_flip", "equal_error_rate", "evaluate_targets",
            "extract_embeddings", "format_accuracy", "ijb", "format_table", "forward_images",
-           "load_targets", "pair_distances", "plot_roc",
+           "forward_onnx", "load_targets", "pair_distances", "plot_roc",
            "results_to_json", "roc_points", "tar_at_far", "threshold_at_far", "verification",
            "write_json"]

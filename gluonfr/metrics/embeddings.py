@@ -121,19 +121,24 @@ def forward_images(net, images, ctx=_CPU, batch_size=64, flip=True, progress=Tru
     return emb, (np.concatenate(flipped).astype(np.float32, copy=False) if flip else None)
 
 
-def forward_onnx(session, images, batch_size=64, flip=True):
-    """:func:`forward_images` for an ONNX Runtime session of an exported network.
+def forward_onnx(session, images, batch_size=64, flip=True, mean=0.0, std=1.0, bgr=False):
+    """:func:`forward_images` for an ONNX Runtime session.
 
     Parameters
     ----------
     session : onnxruntime.InferenceSession
-        Of a network with gluonfr's input convention (NCHW float32 RGB 0..255), as
-        :func:`gluonfr.utils.export_onnx` writes it.
-    images : numpy.ndarray, (N, H, W, 3)
-        HWC RGB.
+        Of an NCHW float32 network. gluonfr's exports (:func:`gluonfr.utils.export_onnx`)
+        take RGB 0..255 (the defaults); a third-party model gets its own preprocessing
+        (see :func:`gluonfr.model_zoo.cards.onnx_input_convention`).
+    images : numpy.ndarray or NDArray, (N, H, W, 3)
+        HWC RGB (e.g. :func:`gluonfr.data.load_bin`'s images).
     batch_size : int
     flip : bool
         Also embed the horizontally flipped images.
+    mean, std : float
+        The network's input is ``(pixels - mean) / std``.
+    bgr : bool
+        Feed the channels in BGR order.
 
     Returns
     -------
@@ -141,11 +146,17 @@ def forward_onnx(session, images, batch_size=64, flip=True):
         float32 (N, D) raw embeddings of the images and of their mirror images.
     """
     _check_images(images)
+    if hasattr(images, "asnumpy"):  # np.asarray would read an NDArray element by element
+        images = images.asnumpy()
     name = session.get_inputs()[0].name
     outs, flips = [], []
     for start in range(0, len(images), int(batch_size)):
         batch = np.asarray(images[start:start + int(batch_size)]).transpose(0, 3, 1, 2)
+        if bgr:
+            batch = batch[:, ::-1]
         batch = np.ascontiguousarray(batch, dtype=np.float32)
+        if mean != 0.0 or std != 1.0:
+            batch = (batch - np.float32(mean)) / np.float32(std)
         outs.append(session.run(None, {name: batch})[0])
         if flip:
             flips.append(session.run(None, {name: np.ascontiguousarray(batch[:, :, :, ::-1])})[0])

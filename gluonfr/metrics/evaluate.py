@@ -56,7 +56,7 @@ def _mean_norm(*arrays):
 
 
 def evaluate_targets(net, targets, ctx=_CPU, batch_size=64, flip=True, mode="sum", nfolds=10,
-                     far_target=1e-3, progress=True, return_distances=False):
+                     far_target=1e-3, progress=True, return_distances=False, forward=None):
     """Verification results of a network on each target, every target on its own.
 
     Each target is embedded and scored independently of the others (no state carries over,
@@ -83,6 +83,10 @@ def evaluate_targets(net, targets, ctx=_CPU, batch_size=64, flip=True, mode="sum
         Also keep ``distances`` (P,) in each result: the squared L2 distances of the pairs'
         unit embeddings the numbers were computed from (e.g. for
         :func:`gluonfr.metrics.gallery.error_gallery`).
+    forward : callable, optional
+        ``forward(images, flip) -> (emb, emb_flip)`` replacing ``net`` (e.g.
+        :func:`gluonfr.metrics.forward_onnx` with an ONNX Runtime session); ``net`` is then
+        unused.
 
     Returns
     -------
@@ -106,8 +110,11 @@ def evaluate_targets(net, targets, ctx=_CPU, batch_size=64, flip=True, mode="sum
         if int(images.shape[0]) != 2 * len(issame):
             raise ValueError(f"target {name!r}: {images.shape[0]} images for {len(issame)} "
                              "pairs; expected two images per pair")
-        emb, emb_flip = forward_images(net, images, ctx=ctx, batch_size=batch_size, flip=flip,
-                                       progress=progress, desc=name)
+        if forward is not None:
+            emb, emb_flip = forward(images, flip)
+        else:
+            emb, emb_flip = forward_images(net, images, ctx=ctx, batch_size=batch_size,
+                                           flip=flip, progress=progress, desc=name)
         plain = verification(emb, issame, nfolds=nfolds, far_target=far_target)
         fused = combine_flip(emb, emb_flip, mode) if flip else emb
         if flip:

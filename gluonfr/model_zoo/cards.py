@@ -10,7 +10,7 @@ of insightface's releases (:data:`KNOWN_RELEASES`), that release's published fac
 import os
 
 __all__ = ["KNOWN_RELEASES", "BUILTIN_CARDS", "card_for_import", "known_release",
-           "ALIGNMENT_ARCFACE"]
+           "onnx_input_convention", "ALIGNMENT_ARCFACE"]
 
 ALIGNMENT_ARCFACE = ("insightface arcface 112x112 5-point similarity template "
                      "(gluonfr.data.align.norm_crop)")
@@ -142,3 +142,65 @@ def card_for_import(info, overrides=None):
                                                           "gluonfr)")
     card.update(overrides or {})
     return card
+
+
+def _onnx_normalises_input(path):
+    """Whether an ONNX graph subtracts and scales its image input itself (Sub/Mul/Div ops
+    among the nodes that read the input before the first convolution)."""
+    import onnx
+
+    graph = onnx.load(path, load_external_data=False).graph
+    init = {i.name for i in graph.initializer}
+    inputs = [i.name for i in graph.input if i.name not in init]
+    frontier, seen = set(inputs[:1]), set()
+    for node in graph.node:
+        if not frontier.intersection(node.input):
+            continue
+        if node.op_type in ("Conv", "Gemm", "MatMul"):
+            break
+        seen.add(node.op_type)
+        frontier.update(node.output)
+    return bool(seen & {"Sub", "Add"}) and bool(seen & {"Mul", "Div"})
+
+
+def onnx_input_convention(path, mean=None, std=None, bgr=None):
+    """The preprocessing a third-party ONNX face model expects, and where that came from.
+
+    Explicit ``mean``/``std``/``bgr`` win. Otherwise: an insightface release recognised by
+    its file name (:data:`KNOWN_RELEASES`) gives its card's convention; else a graph that
+    normalises its own input (in-graph Sub and Mul, as gluonfr exports do) takes raw 0..255
+    pixels; else arcface_torch's ``(x - 127.5) / 127.5`` is used, and said so. Colour order
+    is RGB unless ``bgr``.
+
+    Returns
+    -------
+    dict
+        ``mean``, ``std``, ``bgr`` and ``reason`` (a sentence to print).
+    """
+    reasons = []
+    if mean is None or std is None:
+        release = known_release(path)
+        if release is not None and release.get("input") == _TORCH_INPUT:
+            auto = (127.5, 127.5, f"model card of {release['release']} (by file name): "
+                                  f"{_TORCH_INPUT}")
+        elif release is not None:
+            auto = (0.0, 1.0, f"model card of {release['release']} (by file name): raw "
+                              f"pixels, the graph normalises")
+        elif _onnx_normalises_input(path):
+            auto = (0.0, 1.0, "the graph subtracts and scales its input itself (in-graph "
+                              "Sub/Mul): raw 0..255 pixels")
+        else:
+            auto = (127.5, 127.5, "no in-graph normalisation found: arcface_torch's "
+                                  "(x - 127.5) / 127.5 assumed; pass --input-mean/--input-std "
+                                  "if the model was trained otherwise")
+        mean = auto[0] if mean is None else mean
+        std = auto[1] if std is None else std
+        reasons.append(auto[2])
+    else:
+        reasons.append("given")
+    if float(std) == 0:
+        raise ValueError("input std must not be 0")
+    bgr = bool(bgr)
+    return {"mean": float(mean), "std": float(std), "bgr": bgr,
+            "reason": f"input (x - {mean:g}) / {std:g} on {'BGR' if bgr else 'RGB'}: "
+                      + "; ".join(reasons)}
