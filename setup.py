@@ -92,7 +92,7 @@ setup(
         # mxnet 1.9.1 needs numpy < 2; 1.24+ works because of the numpy hook
         "numpy>=1.23,<2",
         "gluoncv>=0.10",
-        "opencv-python-headless>=4.5",
+        "opencv-python-headless>=4.8",  # cv2.FaceDetectorYN (gluonfr.detect)
         "tqdm>=4.40",
     ],
     extras_require=EXTRAS,
