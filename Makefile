@@ -42,6 +42,7 @@ test: lint test-fast test-compat docs
 
 docs: $(STAMP)
 	$(BIN)/python -m sphinx -W --keep-going -b html docs docs/_build/html
+	$(BIN)/python docs/check_browser.py docs/_build/html model_zoo.html byom.html
 
 bench: $(STAMP)
 	$(BIN)/python -m bench

@@ -34,6 +34,7 @@ templates_path = []
 exclude_patterns = ["_build", "results/README.md"]
 html_theme = "sphinx_rtd_theme"
 html_static_path = ["_static"]
+html_css_files = ["tables.css"]
 nitpicky = False
 
 

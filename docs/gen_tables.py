@@ -3,7 +3,11 @@
 - ``_generated/model_zoo_table.rst``: one row per registered model — embedding size,
   parameters and multiply-adds counted by :func:`gluonfr.utils.summary`, parameter-file size,
   the store's sha1 — and the verification accuracies (flip) from ``docs/results/<model>.json``
-  files written by ``scripts/eval.py --json``. A figure that was not measured is "-".
+  files written by ``scripts/eval.py --json``. A figure that was not measured is a dash
+  (an em dash: a lone ``-`` in an RST table cell would be a bullet list). Two tables
+  (identity and size; accuracy) so each fits the page width.
+- ``_generated/model_cards_table.rst``: the insightface releases ``gluonfr-import``
+  recognises, with the facts their cards carry (figures are the publishers').
 - ``_generated/performance_table.rst``: bench/results.json (``python -m bench``).
 - ``_generated/heads_table.rst``: every classification head on the synthetic features
   (``docs/results/heads_features.json``, written by ``bench/workers/head_features.py``) and,
@@ -68,23 +72,46 @@ def model_zoo_rows():
             "macs": info["macs"],
             # float32 parameters and running statistics, as save_parameters writes them
             "file_mb": 4 * (info["params"] + info["aux"]) / 2 ** 20,
-            "sha1": sha1[:8] if sha1 else "-",
+            "sha1": sha1[:8] if sha1 else None,
             "accuracy": accuracy,
             "trained_on": trained_on,
         })
     return rows
 
 
+#: an unmeasured cell: a real dash (a lone "-" in an RST cell is a bullet list)
+DASH = "\u2014"
+
+
 def model_zoo_table():
-    rows = []
+    sizes, accuracy = [], []
     for r in model_zoo_rows():
-        acc = [f"{r['accuracy'][t]:.2f}" if t in r["accuracy"] else "-" for t, _ in ZOO_TARGETS]
-        rows.append([f"``{r['name']}``", r["embedding"], f"{r['params'] / 1e6:.2f}M",
-                     f"{r['macs'] / 1e6:,.0f}M", f"{r['file_mb']:.1f}", r["sha1"],
-                     r["trained_on"] or "-"] + acc)
-    header = (["model", "emb", "params", "MAdds", "file MiB", "sha1", "trained on"]
-              + [label for _, label in ZOO_TARGETS])
-    return _list_table(header, rows)
+        name = f"``{r['name']}``"
+        sizes.append([name, r["embedding"], f"{r['params'] / 1e6:.2f}M",
+                      f"{r['macs'] / 1e6:,.0f}M", f"{r['file_mb']:.1f}", r["sha1"] or DASH,
+                      r["trained_on"] or DASH])
+        accuracy.append([name] + [f"{r['accuracy'][t]:.2f}" if t in r["accuracy"] else DASH
+                                  for t, _ in ZOO_TARGETS])
+    return (_list_table(["model", "emb", "params", "MAdds", "file MiB", "store sha1",
+                         "trained on"], sizes)
+            + "\n**Accuracy** (percent, flip):\n\n"
+            + _list_table(["model"] + [label for _, label in ZOO_TARGETS], accuracy))
+
+
+def model_cards_table():
+    """The insightface releases gluonfr-import recognises, with their published facts."""
+    from gluonfr.model_zoo.cards import KNOWN_RELEASES
+
+    rows = []
+    for rel in KNOWN_RELEASES:
+        acc = rel.get("published_accuracy") or {}
+        rows.append([f"``{rel['release']}``", rel["architecture"],
+                     rel.get("training_set", DASH), rel.get("head", DASH),
+                     ("/ 127.5" if "127.5) / 127.5" in rel["input"] else "/ 128 (in graph)"),
+                     "; ".join(f"{k} {v}" for k, v in acc.items()) or DASH])
+    return _list_table(["release", "gluonfr architecture", "training set", "head",
+                        "input (x - 127.5)", "published accuracy (theirs)"], rows,
+                       widths=[16, 12, 14, 18, 10, 30])
 
 
 def performance_table():
@@ -158,6 +185,7 @@ def write_all(out_dir):
     """Write every generated table into ``out_dir`` (atomically, one file each)."""
     os.makedirs(out_dir, exist_ok=True)
     for name, text in (("model_zoo_table.rst", model_zoo_table()),
+                       ("model_cards_table.rst", model_cards_table()),
                        ("performance_table.rst", performance_table()),
                        ("heads_table.rst", heads_table())):
         path = os.path.join(out_dir, name)
