@@ -74,6 +74,10 @@ def test_embeddings_are_the_networks_on_aligned_crops(layout, exported, tmp_path
     # another model's cache is refused, by name
     with pytest.raises(ValueError, match="made for model 'tiny', not 'other'"):
         embed_ijb(meta, no_network, str(tmp_path / "c"), "other", progress=False)
+    (tmp_path / "bad").mkdir()
+    (tmp_path / "bad" / "index.json").write_text("{not json")
+    with pytest.raises(ValueError, match=r"bad/index.json: not a gluonfr IJB embedding cache"):
+        embed_ijb(meta, no_network, str(tmp_path / "bad"), "tiny", progress=False)
     # evaluate_ijb is template_features + verification_11 of the mode's image features
     res = evaluate_ijb(meta, emb, emb_flip, ["flip=sum,norm=off,faceness=on"])
     ids, feats = template_features((emb + emb_flip) * meta.faceness[:, None], meta.templates,

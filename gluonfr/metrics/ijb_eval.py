@@ -160,8 +160,13 @@ def embed_ijb(meta, forward, cache_dir, model_id, chunk_size=4096, progress=True
     identity = {"format": CACHE_FORMAT, "target": meta.target, "num_images": len(meta),
                 "images_sha1": _meta_digest(meta), "model": str(model_id)}
     if os.path.isfile(index_path):
-        with open(index_path, encoding="utf-8") as f:
-            index = json.load(f)
+        try:
+            with open(index_path, encoding="utf-8") as f:
+                index = json.load(f)
+            int(index["chunk_size"])
+        except (ValueError, KeyError, TypeError) as err:
+            raise DataFormatError(f"{index_path}: not a gluonfr IJB embedding cache index "
+                                  f"({err!r}); give another cache directory") from None
         for key, value in identity.items():
             if index.get(key) != value:
                 raise ValueError(f"{index_path}: this embedding cache was made for {key} "
