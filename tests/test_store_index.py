@@ -171,3 +171,20 @@ def test_fine_tune_from_imported_weights(cache, tmp_path):
     with pytest.raises(ValueError, match="holds iresnet50 weights, but --model is "
                                          "mobilefacenet"):
         train(TrainConfig(**dict(cfg, model="mobilefacenet", save_dir=str(tmp_path / "b"))))
+
+
+def test_gluonface_file_imports_into_the_store(cache, tmp_path):
+    # the gluon-face format (#21) goes through the same store and card
+    import lzma
+    import shutil
+
+    src = os.path.join(HERE, "fixtures", "gluonface", "mobilefacenet.params.xz")
+    path = tmp_path / "mobilefacenet.params"
+    with lzma.open(src) as f, open(path, "wb") as out:
+        shutil.copyfileobj(f, out)
+    assert import_main([str(path), "--fmt", "gluon-face", "--tag", "gf"]) == 0
+    card = get_model_card("gluonface_mobilefacenet")
+    assert card["format"] == "gluon-face" and card["embedding_size"] == 128
+    net = get_model("gluonface_mobilefacenet", pretrained="gf")
+    ref = import_model(str(path), fmt="gluon-face")(mx.nd.array(BATCH)).asnumpy()
+    assert np.array_equal(net(mx.nd.array(BATCH)).asnumpy(), ref)

@@ -54,7 +54,8 @@ def main(argv=None):
             if not isinstance(overrides, dict):
                 raise ValueError(f"{args.card}: expected a JSON object of card fields")
         net = import_model(args.source, fmt=args.fmt)
-        card = card_for_import(net.import_info, overrides)
+        card = card_for_import(net.import_info, overrides,
+                               getattr(net, "embedding_size", None))
         entry = store_network(net, name=args.name, tag=args.tag, card=card, root=args.root)
     except (ValueError, OSError) as err:
         print(f"gluonfr-import: {err}", file=sys.stderr)

@@ -89,7 +89,7 @@ def _fmt_float(value):
     return f"{value:.10g}"
 
 
-def card_for_import(info, overrides=None):
+def card_for_import(info, overrides=None, embedding_size=None):
     """The card of an imported network from its ``import_info`` (see ``import_model``).
 
     Parameters
@@ -98,12 +98,15 @@ def card_for_import(info, overrides=None):
         ``net.import_info``.
     overrides : dict, optional
         Fields the user states (e.g. ``training_set``, ``licence``); they win.
+    embedding_size : int, optional
+        The network's (when its constructor arguments do not name it).
 
     Returns
     -------
     dict
     """
     kwargs = info["kwargs"]
+    given = info.get("input", {})
     # formats whose networks fix their input scaling (gluon-face's / 255) give it in "input"
     mean = kwargs.get("input_mean", info.get("input", {}).get("mean"))
     scale = kwargs.get("input_scale", info.get("input", {}).get("scale"))
@@ -113,10 +116,12 @@ def card_for_import(info, overrides=None):
         "source_files": [os.path.basename(p) for p in info.get("files", [])],
         "format": info["fmt"],
         "architecture": info["name"],
-        "embedding_size": int(kwargs["embedding_size"]),
-        "input": {"color": info.get("input", {}).get("color", "RGB"), "range": "0..255",
-                  "normalisation": f"(x - {_fmt_float(mean)}) * {_fmt_float(scale)}, inside "
-                                   f"the gluonfr graph",
+        "embedding_size": int(kwargs.get("embedding_size", embedding_size or 0)) or None,
+        "input": {"color": given.get("color", "RGB"), "range": "0..255",
+                  "normalisation": (f"(x - {_fmt_float(mean)}) * {_fmt_float(scale)}, inside "
+                                    f"the gluonfr graph" if mean is not None
+                                    and scale is not None else
+                                    info.get("preprocessing", "inside the gluonfr graph")),
                   "in_source_graph": bool(info.get("input", {}).get(
                       "normalisation_in_source_graph", info["fmt"] == "insightface-mxnet"))},
         "alignment": ALIGNMENT_ARCFACE,
