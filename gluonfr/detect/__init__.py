@@ -8,8 +8,8 @@ The model file is fetched once through the sha1-checked store
 YuNet's five points come image-left eye first (the person's right eye), then the other eye,
 the nose tip and the two mouth corners in the same image-left-first order: exactly the
 arcface template's order (left eye, right eye, nose, left and right mouth corner *as seen in
-the image*), so the landmarks go to ``norm_crop`` unchanged. The tests check this against
-hand-independent references (the template's geometry and mirrored photos).
+the image*), so the landmarks go to ``norm_crop`` unchanged. The tests check this on a
+photo and on its mirror image, and against the recorded landmarks of the real test photos.
 """
 import functools
 import os
