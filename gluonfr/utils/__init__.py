@@ -1,7 +1,10 @@
-"""Utilities: network summary (parameters, multiply-adds), ONNX export, devices, atomic writes."""
+"""Utilities: network summary (parameters, multiply-adds), ONNX export, int8 quantization,
+devices, atomic writes."""
 from .context import as_context_list, parse_ctx
 from .fileio import atomic_open, atomic_paths
 from .onnx_export import export_onnx
+from .quantize import load_quantized, quantize_int8, save_quantized
 from .summary import summary
 
-__all__ = ["as_context_list", "atomic_open", "atomic_paths", "export_onnx", "parse_ctx", "summary"]
+__all__ = ["as_context_list", "atomic_open", "atomic_paths", "export_onnx",
+           "load_quantized", "parse_ctx", "quantize_int8", "save_quantized", "summary"]

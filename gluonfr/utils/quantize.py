@@ -1,0 +1,243 @@
+"""int8 post-training quantization (oneDNN) of embedding networks.
+
+:func:`quantize_int8` turns any hybridizable gluonfr network (registered, imported or loaded
+from an exported symbol) into an int8 :class:`mxnet.gluon.SymbolBlock` through
+:mod:`mxnet.contrib.quantization`: the float32 graph is fused for oneDNN (convolution + BN +
+activation), the fused convolutions and fully-connected layers are quantized, and each
+quantized output gets a fixed threshold collected on aligned face crops (calibration).
+:func:`save_quantized` / :func:`load_quantized` keep the result as symbol + params so the
+calibration runs once.
+
+What stays float32 and why: the network's input normalisation ((x - 127.5) / 128 inside the
+graph) and the final 1-D BatchNorm are elementwise / broadcast operators that oneDNN has no
+int8 form for; PReLU is a subgraph of elementwise operators (relu, negative, multiply, add) in
+our oneDNN formulation, so it runs in float32 between a dequantize and the next quantize; the
+last fully-connected layer (the embedding itself) is excluded by default (``exclude``) because
+its error goes straight into the embedding's angle, and it is a small share of the time.
+
+Accuracy must be checked on the model at hand (:func:`quantize_int8` returns a network to
+compare with the float32 one): on randomly initialised networks the int8 embeddings can be
+far from float32 ones, as rounding noise dominates weights that carry no signal.
+"""
+import os
+
+import numpy as np
+
+__all__ = ["quantize_int8", "save_quantized", "load_quantized", "calibration_images"]
+
+_IMAGE_EXTS = (".jpg", ".jpeg", ".png", ".bmp", ".webp")
+
+
+def _mx():
+    from .. import _optional
+
+    return _optional.import_optional("mxnet", "cpu", "gluonfr.utils.quantize_int8")
+
+
+def calibration_images(source, num=None, image_size=(112, 112)):
+    """Aligned face crops for calibration as one float32 NCHW RGB 0..255 array.
+
+    Parameters
+    ----------
+    source : str or array-like
+        A verification ``.bin`` file, a training folder (``train.rec`` / ``train.idx`` /
+        ``property``), a folder of aligned crops (searched recursively), or an array of
+        images (N, H, W, 3) RGB or (N, 3, H, W).
+    num : int, optional
+        Take at most this many images (the first ones in file order; a folder's files sorted).
+    image_size : (int, int)
+        (height, width) the images must have (a ``.bin`` is resized to it).
+
+    Returns
+    -------
+    numpy.ndarray
+        (N, 3, H, W) float32.
+    """
+    if isinstance(source, (str, os.PathLike)):
+        path = os.fspath(source)
+        if os.path.isfile(path):
+            if not path.endswith(".bin"):
+                raise ValueError(f"calibration images {path!r}: a file must be a "
+                                 "verification .bin (or give a .rec folder, an image folder "
+                                 "or an array)")
+            from ..data import load_bin
+
+            images = load_bin(path, image_size=image_size)[0].asnumpy()
+        elif os.path.isdir(path) and os.path.isfile(os.path.join(path, "train.rec")):
+            from ..data import FaceRecordDataset
+
+            dataset = FaceRecordDataset(path)
+            count = len(dataset) if num is None else min(int(num), len(dataset))
+            images = np.stack([dataset[i][0].asnumpy() for i in range(count)])
+        elif os.path.isdir(path):
+            from ..data.image import read_image
+
+            files = sorted(os.path.join(d, f) for d, _, names in os.walk(path)
+                           for f in names if f.lower().endswith(_IMAGE_EXTS))
+            if not files:
+                raise ValueError(f"calibration images {path!r}: no image files "
+                                 f"({', '.join(_IMAGE_EXTS)}) in this folder")
+            files = files if num is None else files[:int(num)]
+            images = np.stack([read_image(f, color="rgb") for f in files])
+        else:
+            raise ValueError(f"calibration images {path!r}: no such file or folder")
+    else:
+        images = source.asnumpy() if hasattr(source, "asnumpy") else np.asarray(source)
+    if images.ndim != 4 or 3 not in (images.shape[1], images.shape[3]):
+        raise ValueError("calibration images: expected (N, H, W, 3) or (N, 3, H, W) images, "
+                         f"got shape {images.shape}")
+    if images.shape[-1] == 3 and images.shape[1] != 3:
+        images = images.transpose(0, 3, 1, 2)
+    if tuple(images.shape[2:]) != tuple(image_size):
+        raise ValueError(f"calibration images: {images.shape[2:]} crops, the network "
+                         f"takes {tuple(image_size)} (align them first)")
+    if num is not None:
+        images = images[:int(num)]
+    if len(images) == 0:
+        raise ValueError("calibration images: none given")
+    return np.ascontiguousarray(images, dtype=np.float32)
+
+
+def quantize_int8(net, calib_images, calib_mode="entropy", num_calib=500, exclude=None,
+                  keep_last_fc=True, batch_size=32, image_size=(112, 112), path=None,
+                  granularity="channel-wise", exclude_operators=("BatchNorm",)):
+    """Quantize an embedding network to int8 for CPU (oneDNN) inference.
+
+    Parameters
+    ----------
+    net : mxnet.gluon.HybridBlock
+        The float32 network (RGB 0..255 input, as every gluonfr network); it is hybridized.
+    calib_images : str or array-like
+        Aligned face crops to calibrate on: see :func:`calibration_images`.
+    calib_mode : {'entropy', 'naive'}
+        'entropy' picks each layer's threshold minimising the KL divergence between float32
+        and int8 activations; 'naive' takes the min / max seen.
+    num_calib : int
+        How many crops to calibrate on.
+    exclude : list of str, optional
+        Layer (symbol) names to keep in float32, in addition to the defaults.
+    keep_last_fc : bool
+        Keep the network's last fully-connected layer (the embedding) in float32.
+    batch_size : int
+        Calibration batch size.
+    image_size : (int, int)
+        The network's input size.
+    path : str, optional
+        Also save the result there (:func:`save_quantized`).
+    granularity : {'channel-wise', 'tensor-wise'}
+        One int8 scale per output channel of each weight, or one per tensor.
+    exclude_operators : sequence of str
+        Operator types kept in float32 (BatchNorm: the final 1-D BN of the embedding).
+
+    Returns
+    -------
+    mxnet.gluon.SymbolBlock
+        The int8 network: same input, float32 embeddings out.
+    """
+    mx = _mx()
+    from mxnet.contrib import quantization as q
+
+    if calib_mode not in ("entropy", "naive"):
+        raise ValueError(f"calib_mode must be 'entropy' or 'naive', got {calib_mode!r}")
+    images = calibration_images(calib_images, num=num_calib, image_size=image_size)
+    net.hybridize()
+    net(mx.nd.array(images[:1]))
+    import tempfile
+
+    with tempfile.TemporaryDirectory(prefix="gluonfr-int8-") as tmp:
+        prefix = os.path.join(tmp, "net")
+        net.export(prefix, 0)
+        sym, args, auxs = mx.model.load_checkpoint(prefix, 0)
+    excluded = list(exclude or [])
+    if keep_last_fc:
+        fcs = [s.name for s in sym.get_internals()
+               if s.list_attr().get("op_name", s.attr("op_name")) == "FullyConnected"]
+        if not fcs:
+            fcs = [n for n in sym.get_internals().list_outputs()
+                   if "dense" in n and n.endswith("_fwd_output")]
+            fcs = [n[:-len("_output")] for n in fcs]
+        excluded += fcs[-1:]
+    sym = sym.get_backend_symbol("MKLDNN_QUANTIZE")
+    qsym, qargs, qauxs, collector = q.quantize_graph(
+        sym=sym, arg_params=args, aux_params=auxs, ctx=mx.cpu(), excluded_sym_names=excluded,
+        excluded_op_names=list(exclude_operators or []), calib_mode=calib_mode,
+        quantized_dtype="auto",
+        quantize_mode="smart", quantize_granularity=granularity)
+    it = mx.io.NDArrayIter(images, batch_size=min(int(batch_size), len(images)),
+                           last_batch_handle="pad", data_name="data")
+    mod = mx.mod.Module(symbol=sym, context=mx.cpu(), data_names=["data"], label_names=None)
+    mod.bind(for_training=False, data_shapes=it.provide_data)
+    mod.set_params(args, auxs, allow_missing=False, force_init=True)
+    q._collect_layer_statistics(mod, it, collector, len(images), None)
+    qsym, qargs, qauxs = q.calib_graph(qsym=qsym, arg_params=args, aux_params=auxs,
+                                       collector=collector, calib_mode=calib_mode,
+                                       quantized_dtype="auto")
+    qsym = qsym.get_backend_symbol("MKLDNN_QUANTIZE")
+    qnet = _symbol_block(qsym, qargs, qauxs)
+    if path is not None:
+        save_quantized(qnet, path)
+    return qnet
+
+
+def _symbol_block(sym, args, auxs):
+    mx = _mx()
+    from mxnet.gluon import SymbolBlock
+
+    qnet = SymbolBlock(sym, [mx.sym.var("data")])
+    params = qnet.collect_params()
+    values = {**args, **auxs}
+    for name, param in params.items():
+        if name not in values:
+            raise ValueError(f"quantized network: no value for parameter {name!r}")
+        param._load_init(values[name], mx.cpu(), cast_dtype=True, dtype_source="saved")
+    qnet.hybridize(static_alloc=True, static_shape=True)
+    return qnet
+
+
+def save_quantized(qnet, path):
+    """Save a quantized network as ``<path>-symbol.json`` + ``<path>-0000.params``.
+
+    Both files are written atomically (a crash leaves neither half-written).
+
+    Returns
+    -------
+    (str, str)
+        The symbol and params paths.
+    """
+    mx = _mx()
+    from .fileio import atomic_paths
+
+    sym_path, params_path = f"{path}-symbol.json", f"{path}-0000.params"
+    out = qnet(mx.sym.var("data"))
+    params = qnet.collect_params()
+    arg_names = set(out.list_arguments())
+    save = {("arg:" if n in arg_names else "aux:") + n: p.data(mx.cpu())
+            for n, p in params.items()}
+    with atomic_paths(sym_path, params_path) as (tmp_sym, tmp_params):
+        out.save(tmp_sym, remove_amp_cast=False)
+        mx.nd.save(tmp_params, save)
+    return sym_path, params_path
+
+
+def load_quantized(path):
+    """Load a network saved by :func:`save_quantized` (no calibration needed).
+
+    Parameters
+    ----------
+    path : str
+        The prefix given to :func:`save_quantized` (or its ``-symbol.json`` file).
+    """
+    mx = _mx()
+
+    if path.endswith("-symbol.json"):
+        path = path[:-len("-symbol.json")]
+    sym_path, params_path = f"{path}-symbol.json", f"{path}-0000.params"
+    for p in (sym_path, params_path):
+        if not os.path.isfile(p):
+            raise FileNotFoundError(f"{p}: not found (save_quantized writes "
+                                    "<prefix>-symbol.json and <prefix>-0000.params)")
+    sym = mx.sym.load(sym_path)
+    saved = mx.nd.load(params_path)
+    args = {k[4:]: v for k, v in saved.items() if k.startswith("arg:")}
+    auxs = {k[4:]: v for k, v in saved.items() if k.startswith("aux:")}
+    return _symbol_block(sym, args, auxs)

@@ -1,0 +1,69 @@
+import os
+
+import gluonfr  # noqa: F401
+from gluonfr.utils import load_quantized, quantize_int8, save_quantized
+from gluonfr.utils.quantize import calibration_images
+
+import mxnet as mx
+import numpy as np
+import pytest
+from test_onnx_export import _small_net
+
+
+def _cosines(a, b):
+    return (a * b).sum(1) / np.linalg.norm(a, axis=1) / np.linalg.norm(b, axis=1)
+
+
+@pytest.fixture(scope="module")
+def quantized():
+    net = _small_net()
+    net.hybridize(static_alloc=True, static_shape=True)
+    rng = np.random.RandomState(0)
+    calib = rng.uniform(0, 255, size=(32, 12, 12, 3)).astype(np.uint8)  # NHWC as crops are
+    qnet = quantize_int8(net, calib, calib_mode="naive", num_calib=32, image_size=(12, 12))
+    return net, qnet
+
+
+def test_int8_graph_is_quantized_and_close_to_float32(quantized):
+    net, qnet = quantized
+    ops = {s.attr("op_name") for s in qnet(mx.sym.var("data")).get_internals()}
+    assert "_contrib_quantize_v2" in ops and "_sg_mkldnn_conv" in ops
+    x = np.random.RandomState(1).uniform(0, 255, size=(8, 3, 12, 12)).astype(np.float32)
+    ref = net(mx.nd.array(x)).asnumpy()
+    out = qnet(mx.nd.array(x)).asnumpy()
+    assert out.shape == ref.shape and out.dtype == np.float32
+    assert not np.array_equal(out, ref)  # int8 rounding happened
+    assert _cosines(out, ref).mean() >= 0.99
+
+
+def test_save_load_round_trip_is_exact(quantized, tmp_path):
+    _, qnet = quantized
+    sym_path, params_path = save_quantized(qnet, str(tmp_path / "q"))
+    assert sorted(os.listdir(tmp_path)) == ["q-0000.params", "q-symbol.json"]
+    loaded = load_quantized(str(tmp_path / "q"))
+    x = np.random.RandomState(2).uniform(0, 255, size=(4, 3, 12, 12)).astype(np.float32)
+    np.testing.assert_array_equal(loaded(mx.nd.array(x)).asnumpy(),
+                                  qnet(mx.nd.array(x)).asnumpy())
+    with pytest.raises(FileNotFoundError, match="nope-symbol.json"):
+        load_quantized(str(tmp_path / "nope"))
+
+
+def test_calibration_sources(tmp_path):
+    import cv2
+
+    rng = np.random.RandomState(3)
+    crops = rng.randint(0, 256, size=(3, 12, 12, 3)).astype(np.uint8)
+    folder = tmp_path / "crops" / "id0"
+    folder.mkdir(parents=True)
+    for i, c in enumerate(crops):
+        cv2.imwrite(str(folder / f"{i}.png"), c[:, :, ::-1])  # png: lossless, BGR on disk
+    got = calibration_images(str(tmp_path / "crops"), image_size=(12, 12))
+    np.testing.assert_array_equal(got, crops.transpose(0, 3, 1, 2).astype(np.float32))
+    assert calibration_images(crops, num=2, image_size=(12, 12)).shape == (2, 3, 12, 12)
+    with pytest.raises(ValueError, match="align them first"):
+        calibration_images(crops, image_size=(112, 112))
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(ValueError, match="no image files"):
+        calibration_images(str(tmp_path / "empty"))
+    with pytest.raises(ValueError, match="no such file or folder"):
+        calibration_images(str(tmp_path / "missing"))
