@@ -97,6 +97,13 @@ class FaceEmbedder:
         Images per forward pass.
     embedding_size : int, optional
         For zoo models trained with a non-default embedding size.
+    precision : {'float32', 'int8'}
+        ``'int8'`` (MXNet backend on CPU) runs an oneDNN int8 network: the one saved at
+        ``calib`` when it names a :func:`gluonfr.utils.save_quantized` prefix, else one
+        quantized now with :func:`gluonfr.utils.quantize_int8` on the crops ``calib`` names
+        (a ``.bin``, a ``.rec`` folder, an image folder or an array of aligned crops).
+    calib : str or array-like, optional
+        See ``precision``.
     detector : gluonfr.detect.FaceDetector, optional
         Finds the faces of whole photos; default: a :class:`~gluonfr.detect.FaceDetector`
         with its defaults, built when the first whole photo arrives.
@@ -105,9 +112,15 @@ class FaceEmbedder:
     def __init__(self, model="mobilefacenet", params=None, pretrained=False, ctx=_CPU,
                  backend="mxnet", symbol=None, onnx_path=None, flip=True, threshold=None,
                  batch_size=32, embedding_size=None, detector=None, input_mean=None,
-                 input_std=None, bgr=None):
+                 input_std=None, bgr=None, precision="float32", calib=None):
         if backend not in ("mxnet", "onnx"):
             raise ValueError(f"backend must be 'mxnet' or 'onnx', got {backend!r}")
+        if precision not in ("float32", "int8"):
+            raise ValueError(f"precision must be 'float32' or 'int8', got {precision!r}")
+        if precision == "int8" and (backend != "mxnet" or calib is None):
+            raise ValueError("precision='int8' needs backend='mxnet' and calib= (a "
+                             "save_quantized prefix or calibration crops)")
+        self.precision = precision
         self.backend = backend
         self.ctx = ctx
         self.flip = bool(flip)
@@ -118,6 +131,8 @@ class FaceEmbedder:
         self._detector = detector
         if onnx_path is None or backend == "mxnet":
             self.net = self._load_net(model, params, pretrained, ctx, symbol, embedding_size)
+        if precision == "int8":
+            self.net = self._int8_net(self.net, calib)
         # gluonfr networks (and their exports) take RGB 0..255 and normalise in the graph
         self.input_convention = {"mean": 0.0, "std": 1.0, "bgr": False,
                                  "reason": "gluonfr network: RGB 0..255, normalised inside"}
@@ -145,6 +160,15 @@ class FaceEmbedder:
         net = get_model(model, ctx=ctx, **kwargs)
         net.hybridize(static_alloc=True, static_shape=True)
         return net
+
+    @staticmethod
+    def _int8_net(net, calib):
+        from .utils.quantize import load_quantized, quantize_int8
+
+        if isinstance(calib, (str, os.PathLike)) and os.path.isfile(
+                os.fspath(calib).removesuffix("-symbol.json") + "-symbol.json"):
+            return load_quantized(os.fspath(calib))
+        return quantize_int8(net, calib)
 
     def _onnx_session(self, onnx_path):
         ort = import_optional("onnxruntime", "onnx", "FaceEmbedder(backend='onnx')")

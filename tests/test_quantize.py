@@ -67,3 +67,23 @@ def test_calibration_sources(tmp_path):
         calibration_images(str(tmp_path / "empty"))
     with pytest.raises(ValueError, match="no such file or folder"):
         calibration_images(str(tmp_path / "missing"))
+
+
+def test_face_embedder_int8_runs_the_saved_network(tmp_path):
+    from gluonfr import FaceEmbedder
+    from gluonfr.model_zoo import get_model
+
+    rng = np.random.RandomState(4)
+    crops = rng.randint(0, 256, size=(4, 112, 112, 3)).astype(np.uint8)
+    net = get_model("mobilefacenet")
+    quantize_int8(net, crops, calib_mode="naive", path=str(tmp_path / "mbf"))
+    qnet = load_quantized(str(tmp_path / "mbf"))
+    with pytest.warns(UserWarning, match="randomly initialised"):
+        emb = FaceEmbedder("mobilefacenet", precision="int8", calib=str(tmp_path / "mbf"),
+                           flip=False)
+    x = mx.nd.array(crops.transpose(0, 3, 1, 2).astype(np.float32))
+    ref = qnet(x).asnumpy()
+    ref /= np.linalg.norm(ref, axis=1, keepdims=True)
+    np.testing.assert_allclose(emb.embed_crops(crops), ref, rtol=0, atol=1e-5)
+    with pytest.raises(ValueError, match="calib="):
+        FaceEmbedder("mobilefacenet", precision="int8")
