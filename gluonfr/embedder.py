@@ -132,7 +132,9 @@ class FaceEmbedder:
         if onnx_path is None or backend == "mxnet":
             self.net = self._load_net(model, params, pretrained, ctx, symbol, embedding_size)
         if precision == "int8":
-            self.net = self._int8_net(self.net, calib)
+            from .utils.quantize import as_int8
+
+            self.net = as_int8(self.net, calib)
         # gluonfr networks (and their exports) take RGB 0..255 and normalise in the graph
         self.input_convention = {"mean": 0.0, "std": 1.0, "bgr": False,
                                  "reason": "gluonfr network: RGB 0..255, normalised inside"}
@@ -160,15 +162,6 @@ class FaceEmbedder:
         net = get_model(model, ctx=ctx, **kwargs)
         net.hybridize(static_alloc=True, static_shape=True)
         return net
-
-    @staticmethod
-    def _int8_net(net, calib):
-        from .utils.quantize import load_quantized, quantize_int8
-
-        if isinstance(calib, (str, os.PathLike)) and os.path.isfile(
-                os.fspath(calib).removesuffix("-symbol.json") + "-symbol.json"):
-            return load_quantized(os.fspath(calib))
-        return quantize_int8(net, calib)
 
     def _onnx_session(self, onnx_path):
         ort = import_optional("onnxruntime", "onnx", "FaceEmbedder(backend='onnx')")

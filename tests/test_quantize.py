@@ -1,3 +1,4 @@
+import json
 import os
 
 import gluonfr  # noqa: F401
@@ -87,3 +88,32 @@ def test_face_embedder_int8_runs_the_saved_network(tmp_path):
     np.testing.assert_allclose(emb.embed_crops(crops), ref, rtol=0, atol=1e-5)
     with pytest.raises(ValueError, match="calib="):
         FaceEmbedder("mobilefacenet", precision="int8")
+
+
+def test_eval_int8_calibrates_on_a_bin_and_saves(tmp_path):
+    from gluonfr.cli import eval as eval_cli
+    from gluonfr.data import load_bin
+    from gluonfr.metrics import evaluate_targets
+
+    from test_eval_script import write_bin
+
+    write_bin(tmp_path / "lfw.bin", 8, seed=5, size=12)
+    net = _small_net()
+    net.hybridize()
+    net(mx.nd.zeros((1, 3, 12, 12)))
+    net.export(str(tmp_path / "small"), 0)
+    argv = ["--symbol", str(tmp_path / "small-symbol.json"),
+            "--params", str(tmp_path / "small-0000.params"), "--data-dir", str(tmp_path),
+            "--targets", "lfw", "--image-size", "12,12", "--nfolds", "2", "--quiet",
+            "--int8", "--calib", str(tmp_path / "lfw.bin"), "--calib-mode", "naive",
+            "--save-int8", str(tmp_path / "q"), "--json", str(tmp_path / "r.json")]
+    assert eval_cli.main(argv) == 0
+
+    got = json.load(open(tmp_path / "r.json"))["targets"]["lfw"]["flip"]["xnorm"]
+    targets = {"lfw": load_bin(str(tmp_path / "lfw.bin"), (12, 12))}
+    int8 = evaluate_targets(load_quantized(str(tmp_path / "q")), targets, nfolds=2,
+                            progress=False)["lfw"]["xnorm"]
+    fp32 = evaluate_targets(net, targets, nfolds=2, progress=False)["lfw"]["xnorm"]
+    assert got == pytest.approx(int8, rel=1e-6) and got != pytest.approx(fp32, rel=1e-6)
+    with pytest.raises(SystemExit):
+        eval_cli.main(argv[:10] + ["--int8"])  # no --calib

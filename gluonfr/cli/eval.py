@@ -67,6 +67,14 @@ def parse_args(argv=None):
     p.add_argument("--image-size", default="112,112", help="H,W the images are resized to")
     p.add_argument("--no-hybridize", dest="hybridize", action="store_false",
                    help="run a zoo model imperatively")
+    p.add_argument("--int8", action="store_true",
+                   help="run the network in int8 (oneDNN, CPU); needs --calib")
+    p.add_argument("--calib", help="--int8: a gluonfr.utils.save_quantized prefix, or aligned "
+                   "crops to calibrate on (.bin, .rec folder, image folder)")
+    p.add_argument("--calib-mode", choices=("entropy", "naive"), default="entropy",
+                   help="--int8 calibration (default: %(default)s)")
+    p.add_argument("--save-int8", metavar="PREFIX",
+                   help="--int8: save the calibrated network here (reuse it as --calib)")
     p.add_argument("--json", help="write all results to this JSON file")
     p.add_argument("--plot", help="draw the ROC curves into this image (.png/.pdf/.svg)")
     p.add_argument("--gallery", metavar="DIR",
@@ -85,6 +93,8 @@ def parse_args(argv=None):
                               or args.bgr):
         p.error("--input-mean/--input-std/--bgr apply to --onnx models only (gluonfr "
                 "networks normalise inside their graph)")
+    if args.int8 and (args.onnx or not args.calib):
+        p.error("--int8 needs --calib and a --model or --symbol network (not --onnx)")
     if args.symbol and not args.params:
         p.error("--symbol needs --params")
     try:
@@ -129,6 +139,11 @@ def main(argv=None):
                                  ctx=args.ctx, embedding_size=args.embedding_size,
                                  input_name=args.input_name, output_layer=args.output_layer,
                                  hybridize=args.hybridize)
+        if args.int8:
+            from gluonfr.utils.quantize import as_int8
+
+            net = as_int8(net, args.calib, calib_mode=args.calib_mode, path=args.save_int8,
+                          image_size=args.image_size)
     results = evaluate_targets(net, targets, ctx=args.ctx, batch_size=args.batch_size,
                                flip=args.flip, mode=args.flip_mode, nfolds=args.nfolds,
                                far_target=args.far, progress=not args.quiet,

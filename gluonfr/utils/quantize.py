@@ -23,7 +23,7 @@ import os
 
 import numpy as np
 
-__all__ = ["quantize_int8", "save_quantized", "load_quantized", "calibration_images"]
+__all__ = ["quantize_int8", "save_quantized", "load_quantized", "calibration_images", "as_int8"]
 
 _IMAGE_EXTS = (".jpg", ".jpeg", ".png", ".bmp", ".webp")
 
@@ -241,3 +241,12 @@ def load_quantized(path):
     args = {k[4:]: v for k, v in saved.items() if k.startswith("arg:")}
     auxs = {k[4:]: v for k, v in saved.items() if k.startswith("aux:")}
     return _symbol_block(sym, args, auxs)
+
+
+def as_int8(net, calib, calib_mode="entropy", path=None, image_size=(112, 112)):
+    """The int8 form of ``net``: loaded when ``calib`` is a :func:`save_quantized` prefix,
+    else quantized on the crops ``calib`` names (:func:`quantize_int8`; saved at ``path``)."""
+    if isinstance(calib, (str, os.PathLike)) and os.path.isfile(
+            os.fspath(calib).removesuffix("-symbol.json") + "-symbol.json"):
+        return load_quantized(os.fspath(calib))
+    return quantize_int8(net, calib, calib_mode=calib_mode, path=path, image_size=image_size)
