@@ -144,8 +144,8 @@ class FaceDetector:
     max_size : int or None
         Photos whose longer side exceeds this are scaled down before detection (boxes and
         landmarks are mapped back to the original pixels). YuNet was trained at a few hundred
-        pixels; a 2000-pixel photo takes ~10x longer and gives no better boxes. ``None``
-        keeps every image at full size.
+        pixels: its cost grows with the pixel count while larger inputs give no better
+        boxes. ``None`` keeps every image at full size.
     top_k : int
         Candidates kept before NMS.
     ctx : mxnet.Context, optional

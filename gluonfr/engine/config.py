@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 from typing import List, Optional
 
 from ..loss import get_loss_class, get_loss_list
+from ..utils.names import unknown_name_error
 
 __all__ = ["TrainConfig", "add_arguments", "config_from_args", "LOSSES", "LR_MODES",
            "KVSTORES", "CPU_MICRO_BATCH", "parse_kwargs", "load_config_file", "recipe_names",
@@ -515,11 +516,7 @@ def load_config_file(spec):
     names = [f.name for f in dataclasses.fields(TrainConfig)]
     for key in values:
         if key not in names:
-            import difflib
-
-            close = difflib.get_close_matches(str(key), names, n=1)
-            hint = f" (did you mean {close[0]!r}?)" if close else ""
-            raise ValueError(f"--config {path}: unknown field {key!r}{hint}")
+            raise ValueError(f"--config {path}: {unknown_name_error('field', key, names)}")
     out = dict(values)
     for key, parse in (("lr_steps", _int_list), ("val_targets", _str_list),
                        ("loss_kwargs", parse_kwargs)):
