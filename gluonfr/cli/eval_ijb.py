@@ -22,7 +22,7 @@ import hashlib
 import os
 import sys
 
-from gluonfr.cli import command_parser
+from gluonfr.cli import command_parser, exits_on_bad_input
 
 
 def _file_sha1(path):
@@ -148,11 +148,11 @@ def _report(args, results, meta_info, labels, t1=None, t2=None):
         print(f"wrote {args.plot}")
 
 
+@exits_on_bad_input("gluonfr-eval-ijb")
 def main(argv=None):
     """Embed (or resume), evaluate, print the tables, write what was asked; exit status."""
     args = parse_args(argv)
     import gluonfr  # noqa: F401  (numpy aliases before mxnet)
-    from gluonfr.data import DataFormatError
     from gluonfr.data.ijb import load_ijb
     from gluonfr.metrics.ijb_eval import (
         embed_ijb,
@@ -162,34 +162,30 @@ def main(argv=None):
         rescore,
     )
 
-    try:
-        if args.from_scores:
-            results = rescore(args.from_scores, args.fars)
-            _report(args, results, {"target": args.target, "from_scores": args.from_scores},
-                    load_scores(args.from_scores)[1])
-            return 0
-        meta = load_ijb(args.ijb_root, args.target, one_to_n=args.one_to_n)
-        print(meta)
-        ident = model_id(args)
-        cache = os.path.join(args.cache_dir, f"{args.target}-"
-                             f"{hashlib.sha1(ident.encode()).hexdigest()[:12]}")
-        if args.onnx:
-            forward = ijb_forward(onnx_path=args.onnx, batch_size=args.batch_size)
-        else:
-            from gluonfr.model_zoo import load_embedding_net
+    if args.from_scores:
+        results = rescore(args.from_scores, args.fars)
+        _report(args, results, {"target": args.target, "from_scores": args.from_scores},
+                load_scores(args.from_scores)[1])
+        return 0
+    meta = load_ijb(args.ijb_root, args.target, one_to_n=args.one_to_n)
+    print(meta)
+    ident = model_id(args)
+    cache = os.path.join(args.cache_dir, f"{args.target}-"
+                         f"{hashlib.sha1(ident.encode()).hexdigest()[:12]}")
+    if args.onnx:
+        forward = ijb_forward(onnx_path=args.onnx, batch_size=args.batch_size)
+    else:
+        from gluonfr.model_zoo import load_embedding_net
 
-            net = load_embedding_net(model=args.model, params=args.params, symbol=args.symbol,
-                                     ctx=args.ctx, embedding_size=args.embedding_size,
-                                     input_name=args.input_name,
-                                     output_layer=args.output_layer)
-            forward = ijb_forward(net=net, ctx=args.ctx, batch_size=args.batch_size)
-        emb, emb_flip = embed_ijb(meta, forward, cache, ident, chunk_size=args.chunk_size,
-                                  progress=not args.quiet)
-        results = evaluate_ijb(meta, emb, emb_flip, args.modes, args.fars, args.fpirs,
-                               one_to_n=args.one_to_n)
-    except (OSError, ValueError, DataFormatError) as err:
-        print(f"gluonfr-eval-ijb: error: {err}", file=sys.stderr)
-        return 2
+        net = load_embedding_net(model=args.model, params=args.params, symbol=args.symbol,
+                                 ctx=args.ctx, embedding_size=args.embedding_size,
+                                 input_name=args.input_name,
+                                 output_layer=args.output_layer)
+        forward = ijb_forward(net=net, ctx=args.ctx, batch_size=args.batch_size)
+    emb, emb_flip = embed_ijb(meta, forward, cache, ident, chunk_size=args.chunk_size,
+                              progress=not args.quiet)
+    results = evaluate_ijb(meta, emb, emb_flip, args.modes, args.fars, args.fpirs,
+                           one_to_n=args.one_to_n)
     info = {"target": args.target, "ijb_root": os.path.abspath(args.ijb_root),
             "model": args.model, "symbol": args.symbol, "onnx": args.onnx,
             "params": args.params, "model_id": ident, "cache_dir": os.path.abspath(cache),

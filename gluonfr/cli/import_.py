@@ -15,7 +15,7 @@ model card in its ``index.json``, and prints how to load it:
 import json
 import sys
 
-from gluonfr.cli import command_parser
+from gluonfr.cli import command_parser, exits_on_bad_input
 
 
 def parse_args(argv=None):
@@ -37,6 +37,7 @@ def parse_args(argv=None):
     return parser.parse_args(argv)
 
 
+@exits_on_bad_input("gluonfr-import")
 def main(argv=None):
     """Import, store and print the entry; return the exit status (2: bad input)."""
     args = parse_args(argv)
@@ -46,20 +47,16 @@ def main(argv=None):
     from gluonfr.model_zoo import import_model, store_network
     from gluonfr.model_zoo.cards import card_for_import
 
-    try:
-        overrides = None
-        if args.card:
-            with open(args.card, encoding="utf-8") as f:
-                overrides = json.load(f)
-            if not isinstance(overrides, dict):
-                raise ValueError(f"{args.card}: expected a JSON object of card fields")
-        net = import_model(args.source, fmt=args.fmt)
-        card = card_for_import(net.import_info, overrides,
-                               getattr(net, "embedding_size", None))
-        entry = store_network(net, name=args.name, tag=args.tag, card=card, root=args.root)
-    except (ValueError, OSError) as err:
-        print(f"gluonfr-import: {err}", file=sys.stderr)
-        return 2
+    overrides = None
+    if args.card:
+        with open(args.card, encoding="utf-8") as f:
+            overrides = json.load(f)
+        if not isinstance(overrides, dict):
+            raise ValueError(f"{args.card}: expected a JSON object of card fields")
+    net = import_model(args.source, fmt=args.fmt)
+    card = card_for_import(net.import_info, overrides,
+                           getattr(net, "embedding_size", None))
+    entry = store_network(net, name=args.name, tag=args.tag, card=card, root=args.root)
     info = net.import_info
     print(f"imported {args.source} ({info['fmt']}) as {entry['arch']}"
           f"({', '.join(f'{k}={v!r}' for k, v in info['kwargs'].items())})")

@@ -44,30 +44,26 @@ def main(argv=None):
     args = p.parse_args(argv)
     if args.landmarks and args.detect:
         p.error("give --landmarks or --detect, not both")
-    try:
-        pairs, fmt = read_protocol(args.pairs, args.image_root,
-                                   None if args.format == "auto" else args.format)
-        table = read_landmarks(args.landmarks) if args.landmarks else None
-        detector = None
-        if args.detect:
-            from gluonfr.detect import FaceDetector, detect_and_align
+    pairs, fmt = read_protocol(args.pairs, args.image_root,
+                               None if args.format == "auto" else args.format)
+    table = read_landmarks(args.landmarks) if args.landmarks else None
+    detector = None
+    if args.detect:
+        from gluonfr.detect import FaceDetector, detect_and_align
 
-            detector = FaceDetector(args.detector)
-        root = args.image_root or os.path.dirname(os.path.abspath(args.pairs))
+        detector = FaceDetector(args.detector)
+    root = args.image_root or os.path.dirname(os.path.abspath(args.pairs))
 
-        def image(path):
-            if table is not None:
-                return aligned_rgb(path, table, root, args.size)  # pack_bin takes RGB
-            if detector is not None:
-                bgr = read_image(path, "bgr")  # names the file if missing or broken
-                return detect_and_align(detector, bgr, path, args.size)[0][:, :, ::-1]
-            return path
+    def image(path):
+        if table is not None:
+            return aligned_rgb(path, table, root, args.size)  # pack_bin takes RGB
+        if detector is not None:
+            bgr = read_image(path, "bgr")  # names the file if missing or broken
+            return detect_and_align(detector, bgr, path, args.size)[0][:, :, ::-1]
+        return path
 
-        n = pack_bin(((image(a), image(b), same) for a, b, same in pairs), args.out,
-                     quality=args.quality)
-    except (OSError, ValueError) as err:
-        print(f"gluonfr-pack-bin: error: {err}", file=sys.stderr)
-        return 2
+    n = pack_bin(((image(a), image(b), same) for a, b, same in pairs), args.out,
+                 quality=args.quality)
     print(f"wrote {n} pairs ({sum(s for *_, s in pairs)} same) of {fmt} to {args.out}")
     return 0
 
