@@ -380,22 +380,26 @@ def match_iresnet(graph, default_eps=2e-5, default_input=(127.5, 1.0 / 128)):
     return name, kwargs, layers
 
 
+def _conv_bn_act(w, layers, t, what, **conv_kw):
+    """conv + BatchNorm + activation from ``t``, recorded in ``layers``: (conv, activation)."""
+    conv, bn = w.conv_bn(t, what=what, **conv_kw)
+    layers.conv(conv)
+    layers.bn(bn)
+    act, alpha = w.act(w.out_of(bn), conv.params["weight"].shape[0])
+    layers.prelu(alpha, act)
+    return conv, act
+
+
 def _bottleneck(w, layers, t):
     """expand 1x1 (act), depthwise 3x3 (act), project 1x1 (linear), optional residual."""
-    out = []
-    e, eb = w.conv_bn(t, kernel=1, stride=1, depthwise=False, what="a 1x1 expansion conv")
+    e, ea = _conv_bn_act(w, layers, t, kernel=1, stride=1, depthwise=False,
+                         what="a 1x1 expansion conv")
     exp_c = e.params["weight"].shape[0]
-    ea, ealpha = w.act(w.out_of(eb), exp_c)
-    d, db = w.conv_bn(ea.name, kernel=3, depthwise=True, what="a depthwise 3x3 conv")
-    da, dalpha = w.act(w.out_of(db), exp_c)
+    d, da = _conv_bn_act(w, layers, ea.name, kernel=3, depthwise=True,
+                         what="a depthwise 3x3 conv")
     p, pb = w.conv_bn(da.name, kernel=1, stride=1, depthwise=False, what="a 1x1 projection")
-    out += [("conv", e), ("bn", eb), ("prelu", (ealpha, ea)), ("conv", d), ("bn", db),
-            ("prelu", (dalpha, da)), ("conv", p), ("bn", pb)]
-    for kind, item in out:
-        if kind == "prelu":
-            layers.prelu(*item)
-        else:
-            getattr(layers, kind)(item)
+    layers.conv(p)
+    layers.bn(pb)
     x = w.out_of(pb)
     add = w.peek(x, ("add",))
     residual = add is not None and t in add.inputs
@@ -420,21 +424,15 @@ def match_mobilefacenet(graph, default_eps=1e-3, default_input=(127.5, 1.0 / 128
     layers = _Layers()
     t, norm = _normalize_input(w, graph.input)
     layers.input_in_graph = norm is not None
-    conv, bn = w.conv_bn(t, kernel=3, stride=2, depthwise=False, what="the 3x3/2 stem conv")
+    conv, a = _conv_bn_act(w, layers, t, kernel=3, stride=2, depthwise=False,
+                           what="the 3x3/2 stem conv")
     c64 = conv.params["weight"].shape[0]
-    layers.conv(conv)
-    layers.bn(bn)
-    a, alpha = w.act(w.out_of(bn), c64)
-    layers.prelu(alpha, a)
     t = a.name
     first = None
     dw = w.peek(t, ("conv",))
     if dw is not None and dw.attrs.get("groups", 1) > 1:
-        d, db = w.conv_bn(t, kernel=3, stride=1, depthwise=True, what="conv_2_dw")
-        layers.conv(d)
-        layers.bn(db)
-        da, dalpha = w.act(w.out_of(db), c64)
-        layers.prelu(dalpha, da)
+        _, da = _conv_bn_act(w, layers, t, kernel=3, stride=1, depthwise=True,
+                             what="conv_2_dw")
         t, first = da.name, 1
     found = []
     while True:
@@ -451,12 +449,9 @@ def match_mobilefacenet(graph, default_eps=1e-3, default_input=(127.5, 1.0 / 128
             break  # conv_6sep: a 1x1 conv not followed by a depthwise 3x3
         t, info = _bottleneck(w, layers, t)
         found.append(info)
-    sep, sepb = w.conv_bn(t, kernel=1, stride=1, depthwise=False, what="conv_6sep (1x1)")
+    sep, sa = _conv_bn_act(w, layers, t, kernel=1, stride=1, depthwise=False,
+                           what="conv_6sep (1x1)")
     head = sep.params["weight"].shape[0]
-    layers.conv(sep)
-    layers.bn(sepb)
-    sa, salpha = w.act(w.out_of(sepb), head)
-    layers.prelu(salpha, sa)
     g, gb = w.conv_bn(sa.name, kernel="any", stride=1, depthwise=True,
                       what="the global depthwise conv (GDC)")
     if tuple(g.attrs["pad"]) != (0, 0):
