@@ -59,7 +59,8 @@ def check_page(browser, html_dir, page, screenshot=None):
     src = os.path.join(html_dir, page)
     with open(src, encoding="utf-8") as f:
         text = f.read()
-    probe = os.path.join(html_dir, "_browser_check_" + os.path.basename(page))
+    # absolute: "file://" + a relative path is an invalid URL to the browser
+    probe = os.path.abspath(os.path.join(html_dir, "_browser_check_" + os.path.basename(page)))
     with open(probe, "w", encoding="utf-8") as f:
         f.write(text.replace("</body>", _PROBE + "</body>"))
     profile = tempfile.mkdtemp(prefix="gluonfr-chromium-")
