@@ -11,6 +11,7 @@
 - :mod:`.callbacks`   logging / TensorBoard, verification, checkpoints
 - :mod:`.checkpoint`  atomic checkpoints, last K kept plus the best, ``--resume``
 - :mod:`.distributed` kvstores and MXNet's multi-machine launcher
+- :mod:`.collective`  all-gather / all-reduce between workers (model-parallel heads)
 """
 from .callbacks import Callback, CheckpointCallback, LogCallback, VerificationCallback
 from .checkpoint import CheckpointManager, find_checkpoint

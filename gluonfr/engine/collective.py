@@ -1,0 +1,206 @@
+"""Collective operations between the workers of a distributed job: all-gather and all-reduce.
+
+Model-parallel heads (:class:`gluonfr.nn.PartialFC`) exchange activations, not parameters:
+every worker needs the embeddings and labels of the whole global batch, the softmax needs the
+maximum and the sum of exponentials over every worker's class slice, and the embedding
+gradients of the global batch add up over the slices. :class:`Collective` provides these three
+operations over MXNet's own distributed kvstore (``dist_sync``, the one the engine already
+uses for the backbone's gradients), so a job needs nothing beyond the MXNet wheel and its
+launcher (scripts/launch_dist.py). Horovod would give the same operations through MPI/Gloo,
+but it has to be compiled against the installed MXNet and does not come from the package
+registries ready for MXNet 1.9 on Python 3.11; the parameter servers are there already.
+
+How the operations map onto the parameter server (ps-lite, ``dist_sync``):
+
+* A push to a key from every worker is summed by the server; once all ``num_workers`` pushes
+  arrived, the sum replaces the stored value and the pushes are acknowledged, so a pull issued
+  after the push returns the sum of this round. That holds only while the server has **no
+  optimizer**: ``Trainer(update_on_kvstore=True)`` or ``kv.set_optimizer`` installs an updater
+  on the server, and every push becomes an update of the stored value. The engine trains with
+  ``update_on_kvstore=False`` (its own :class:`~gluonfr.engine.distributed.DistGradientReducer`
+  sums through push and pull too); :class:`Collective` checks on construction that a push of
+  ones comes back as ``num_workers`` and refuses to run otherwise.
+* ``all_reduce(x, 'sum')``: push ``x``, pull the sum. ``all_gather(x)``: each worker writes its
+  rows into a zero buffer of ``num_workers * n`` rows at offset ``rank * n`` and the buffers
+  are summed: adding zeros is exact, so the gathered rows are bit-identical to the sent ones
+  (integer arrays included; ``int32`` and ``int64`` travel as themselves).
+  ``all_reduce(x, 'max')``: all-gather, then the maximum over the workers on each worker
+  (exact, and the same on every worker).
+* A key's size is fixed when it is initialised (the kvstore refuses a push of another size),
+  and initialisation is a barrier of all workers. Each distinct (buffer shape, dtype) gets its
+  own key the first time it is used, so shapes may change between calls (a last, smaller
+  batch), but **every worker must call the same operations with the same shapes and dtypes in
+  the same order** (as data-parallel training does anyway); a worker that skips a call leaves
+  the others waiting in the barrier (the engine's ``--dist-timeout`` watchdog stops them).
+* Keys start at :attr:`Collective.KEY_BASE` (2**30), far above the keys of the ``Trainer``
+  and the gradient reducer (``0 .. 2 * number of parameters``). Arrays larger than
+  ``MXNET_KVSTORE_BIGARRAY_BOUND`` elements are split over the servers by the kvstore itself.
+* Summation order on the server follows arrival: with two workers the sum is exact and the
+  same every run; with more, float sums may differ in the last bit from run to run (never
+  between the workers: all pull the same stored value).
+
+The operations are not recorded by autograd: a model-parallel head routes the gradients itself
+(the gradient of an all-gather is the all-reduced sum of the gathered gradient's slice).
+
+Examples
+--------
+>>> coll = Collective.local()
+>>> coll.rank, coll.num_workers
+(0, 1)
+>>> import mxnet as mx
+>>> coll.all_gather(mx.nd.array([[1, 2]])).asnumpy().tolist()
+[[1.0, 2.0]]
+"""
+import mxnet as mx
+from mxnet import autograd
+
+__all__ = ["Collective"]
+
+_OPS = ("sum", "max")
+
+
+class Collective:
+    """All-gather and all-reduce over the workers of a job (or the identity in one process).
+
+    Parameters
+    ----------
+    kvstore : mx.kv.KVStore, optional
+        A ``dist_sync`` / ``dist_device_sync`` kvstore shared with the engine; ``rank`` and
+        ``num_workers`` come from it. ``None`` (as :meth:`local`) is one process: rank 0 of
+        1 worker, every operation returns its input unchanged.
+    key_base : int
+        First kvstore key this object uses (default :attr:`KEY_BASE`); two ``Collective``
+        objects on one kvstore need bases far enough apart for their keys.
+
+    Attributes
+    ----------
+    rank : int
+        This worker's rank, ``0 .. num_workers - 1``; all-gathered rows are in rank order.
+    num_workers : int
+    """
+
+    KEY_BASE = 1 << 30
+
+    def __init__(self, kvstore=None, key_base=KEY_BASE):
+        self.kv = kvstore
+        self._keys = {}  # (shape, dtype) -> (key, buffer)
+        self._next_key = int(key_base)
+        if kvstore is None:
+            self.rank, self.num_workers = 0, 1
+            return
+        kind = getattr(kvstore, "type", "")
+        if "dist" not in kind or "async" in kind:
+            raise ValueError(f"Collective needs a dist_sync kvstore, got {kind!r} "
+                             "(use Collective.local() for one process)")
+        self.rank, self.num_workers = int(kvstore.rank), int(kvstore.num_workers)
+        self._check_plain_sum()
+
+    @classmethod
+    def local(cls):
+        """The collective of a single process: rank 0 of 1 worker; operations are identities."""
+        return cls(None)
+
+    def __repr__(self):
+        where = "local" if self.kv is None else self.kv.type
+        return f"Collective({where}, rank={self.rank}, num_workers={self.num_workers})"
+
+    # -- operations -----------------------------------------------------------------------------
+    def all_gather(self, x):
+        """Concatenate every worker's ``x`` along the first axis, in rank order.
+
+        Parameters
+        ----------
+        x : NDArray
+            Shape ``(n, ...)`` on any context; ``n``, the other dimensions and the dtype must
+            be the same on every worker.
+
+        Returns
+        -------
+        NDArray
+            ``(num_workers * n, ...)`` on ``x``'s context: rows ``rank * n .. (rank + 1) * n``
+            are worker ``rank``'s ``x``, bit for bit. With one worker: ``x`` itself.
+        """
+        _check_array(x, "all_gather")
+        if self.num_workers == 1:
+            return x
+        if x.ndim == 0:
+            raise ValueError("all_gather: x must have a first axis to concatenate along "
+                             "(got a 0-d array)")
+        n = x.shape[0]
+        shape = (self.num_workers * n,) + tuple(x.shape[1:])
+        if x.size == 0:  # nothing to send (the same on every worker: shapes agree)
+            return mx.nd.zeros(shape, ctx=x.context, dtype=x.dtype)
+        key, buf = self._buffer(shape, x.dtype)
+        with autograd.pause():
+            buf[:] = 0
+            if n:
+                buf[self.rank * n:(self.rank + 1) * n] = x.as_in_context(buf.context)
+            return self._sum_through_server(key, buf, x.context)
+
+    def all_reduce(self, x, op="sum"):
+        """Elementwise ``op`` of every worker's ``x``; every worker gets the same result.
+
+        Parameters
+        ----------
+        x : NDArray
+            Any shape (the same on every worker) and context.
+        op : {'sum', 'max'}
+
+        Returns
+        -------
+        NDArray
+            Same shape and dtype as ``x``, on ``x``'s context. With one worker: ``x`` itself.
+        """
+        if op not in _OPS:
+            raise ValueError(f"all_reduce: op must be one of {', '.join(_OPS)}, got {op!r}")
+        _check_array(x, "all_reduce")
+        if self.num_workers == 1:
+            return x
+        if x.size == 0:
+            return x
+        with autograd.pause():
+            if op == "max":
+                flat = x.reshape((1, -1))
+                every = self.all_gather(flat)  # (num_workers, size): exact
+                return every.max(axis=0).reshape(x.shape)
+            key, buf = self._buffer(tuple(x.shape), x.dtype)
+            x.copyto(buf)
+            return self._sum_through_server(key, buf, x.context)
+
+    # -- kvstore plumbing -----------------------------------------------------------------------
+    def _buffer(self, shape, dtype):
+        """The key and the CPU buffer for arrays of this shape and dtype (initialised once)."""
+        sig = (tuple(int(s) for s in shape), str(mx.nd.zeros((1,), dtype=dtype).dtype))
+        if sig not in self._keys:
+            key = self._next_key
+            self._next_key += 1
+            buf = mx.nd.zeros(shape, ctx=mx.cpu(), dtype=dtype)
+            # initialisation is a barrier: every worker reaches it with the same signature
+            self.kv.init(key, buf)
+            self._keys[sig] = (key, buf)
+        return self._keys[sig]
+
+    def _sum_through_server(self, key, buf, ctx):
+        # the buffer is only touched by this object, so the kvstore's asynchronous push and
+        # pull cannot interleave with other writers (see DistGradientReducer); the result is a
+        # copy because the buffer is reused by the next call of this shape
+        self.kv.push(key, buf)
+        self.kv.pull(key, out=buf)
+        return buf.copyto(ctx) if ctx != buf.context else buf.copy()
+
+    def _check_plain_sum(self):
+        probe = mx.nd.ones((1,), ctx=mx.cpu())
+        got = self.all_reduce(probe, "sum").asscalar()
+        if got != self.num_workers:
+            raise RuntimeError(
+                f"Collective: a push of 1 from each of {self.num_workers} workers came back as "
+                f"{got:g}, not {self.num_workers}: the parameter servers apply an optimizer to "
+                "pushes (Trainer(update_on_kvstore=True) or kv.set_optimizer); build the "
+                "Trainer with update_on_kvstore=False, as the engine does")
+
+
+def _check_array(x, what):
+    if not isinstance(x, mx.nd.NDArray):
+        raise TypeError(f"{what}: x must be an mx.nd.NDArray, got {type(x).__name__}")
+    if x.stype != "default":
+        raise TypeError(f"{what}: x must be a dense NDArray, got storage type {x.stype!r}")
