@@ -27,6 +27,7 @@ MXNET_EXTRAS = {
 EXTRAS = {
     "onnx": ["onnx>=1.14", "onnxruntime>=1.15"],
     "viz": ["matplotlib>=3.5", "tensorboardX>=2.5"],
+    "agedb": ["scipy>=1.8"],
 }
 
 

@@ -1,5 +1,6 @@
-"""Official protocol files (LFW, CFP, CALFW/CPLFW) -> pair lists -> insightface .bin."""
+"""Official protocol files (LFW, CFP, CALFW/CPLFW, AgeDB) -> pair lists -> insightface .bin."""
 import os
+import sys
 
 import gluonfr  # noqa: F401
 from gluonfr.cli.pack_bin import main as pack_bin_main
@@ -7,6 +8,7 @@ from gluonfr.data import DataFormatError, load_bin
 from gluonfr.data.align import norm_crop
 from gluonfr.data.protocols import (
     detect_protocol,
+    read_agedb_pairs,
     read_cfp_pairs,
     read_lfw_pairs,
     read_protocol,
@@ -200,3 +202,140 @@ def test_pack_bin_detects_and_aligns_raw_photos(shared_dir, third_party_store, t
         lmk = json.load(f)["obama_1.jpg"]["landmarks5"]
     ref = norm_crop(cv2.imread(os.path.join(faces, "obama_1.jpg")), lmk)[:, :, ::-1]
     assert np.abs(images.asnumpy()[0].astype(int) - ref.astype(int)).mean() < 3
+
+
+# -- AgeDB-30: the .mat exactly as loadmat sees AgeDB's (object arrays of 1x1 structs) -------
+
+def _mat_struct(*fields):
+    """A 1x1 MATLAB struct with positional fields ``(name, value)`` (savemat writes it)."""
+    s = np.zeros((1, 1), dtype=[(name, "O") for name, _ in fields])
+    for name, value in fields:
+        s[0, 0][name] = value
+    return s
+
+
+def _agedb_splits(folds):
+    """``splits`` from ``[(cell entries [[stem_a, ...], [stem_b, ...]], flags), ...]``."""
+    splits = np.empty((len(folds), 1), dtype=object)
+    for i, (stems, flags) in enumerate(folds):
+        cell = np.empty((2, len(flags)), dtype=object)
+        for r in range(2):
+            for c, stem in enumerate(stems[r]):
+                age = int(stem.split("_")[2])
+                cell[r, c] = _mat_struct(("name", stem), ("age", float(age)))
+        # field names as a guess: the reader goes by position, so any names must do
+        splits[i, 0] = _mat_struct(("images", cell),
+                                   ("flag", np.array([flags], dtype=np.float64)))
+    return splits
+
+
+@pytest.fixture()
+def agedb(tmp_path):
+    """AgeDB's folder: the 30-year .mat (10 folds x 2 pairs) and 03_Protocol_Images/."""
+    scipy_io = pytest.importorskip("scipy.io")
+    root = tmp_path / "AgeDB"
+    stems = {}
+    for i, name in enumerate(NAMES):
+        for n in range(1, 6):
+            stem = f"{len(stems) + 1}_{name.replace('_', '')}_{20 + 7 * n}_{'mf'[i % 2]}"
+            stems[(i, n)] = stem
+            _flat_jpeg(str(root / "03_Protocol_Images" / f"{stem}.jpg"), _colour(i, n))
+    rng = np.random.RandomState(0)
+    folds, expected = [], []
+    for fold in range(10):
+        a, b, flags = [], [], []
+        for pair in range(2):
+            i, n1, n2 = rng.randint(4), rng.randint(1, 6), rng.randint(1, 6)
+            same = (fold + pair) % 2 == 0
+            j = i if same else (i + 1 + rng.randint(3)) % 4
+            a.append(stems[(i, n1)])
+            b.append(stems[(j, n2)])
+            flags.append(1 if same else -1)
+            expected.append(((i, n1), (j, n2), same))
+        folds.append(([a, b], flags))
+    # one pair of the same person flagged -1: the label is the file's flag, not the name
+    (sa, sb), fl = folds[9]
+    sb[1], fl[1] = stems[(int(sa[1].split("_")[0]) - 1) // 5, 5], -1
+    (i, n1), _, _ = expected[19]
+    expected[19] = ((i, n1), (i, 5), False)
+    mat = root / "04_FINAL_protocol_30_years.mat"
+    scipy_io.savemat(str(mat), {"splits": _agedb_splits(folds)})
+    return root, mat, folds, expected, stems
+
+
+def test_agedb_mat_to_bin_traces_every_pair_in_fold_order(agedb, capsys):
+    root, mat, _, expected, stems = agedb
+    assert detect_protocol(str(root)) == "agedb"
+    assert detect_protocol(str(mat)) == "agedb"
+    pairs = read_agedb_pairs(str(mat))
+    images = root / "03_Protocol_Images"
+    assert pairs == [(str(images / f"{stems[a]}.jpg"), str(images / f"{stems[b]}.jpg"), same)
+                     for a, b, same in expected]
+    out = root / "agedb_30.bin"
+    assert pack_bin_main([str(root), str(out)]) == 0
+    assert "wrote 20 pairs (9 same) of agedb" in capsys.readouterr().out
+    imgs, issame = load_bin(str(out))
+    imgs = imgs.asnumpy()
+    assert imgs.shape == (40, 112, 112, 3)
+    assert issame.tolist() == [e[2] for e in expected]
+    for k, (a, b, _) in enumerate(expected):
+        assert _decode_colour(imgs[2 * k]) == a, k
+        assert _decode_colour(imgs[2 * k + 1]) == b, k
+
+
+def test_malformed_agedb_mat_names_file_fold_and_pair(agedb, capsys):
+    root, mat, folds, _, _ = agedb
+    scipy_io = pytest.importorskip("scipy.io")
+
+    def write(splits):
+        scipy_io.savemat(str(mat), {"splits": splits})
+
+    splits = _agedb_splits(folds)
+    cell = splits[3, 0][0, 0]["images"]
+    splits[3, 0][0, 0]["images"] = np.concatenate([cell, cell[:1]])  # a (3, 2) cell
+    write(splits)
+    with pytest.raises(DataFormatError, match=r"30_years.mat: fold 4 of 10: the first field "
+                                              r"is a \(3, 2\) array"):
+        read_agedb_pairs(str(mat))
+    assert pack_bin_main([str(root), str(root / "x.bin")]) == 2
+    assert "fold 4 of 10" in capsys.readouterr().err
+    assert not (root / "x.bin").exists()
+
+    splits = _agedb_splits(folds)
+    splits[1, 0] = _mat_struct(("images", splits[1, 0][0, 0]["images"]))  # no flags
+    write(splits)
+    with pytest.raises(DataFormatError, match=r"fold 2 of 10: expected a struct of \(image "
+                                              r"cell, flags\)"):
+        read_agedb_pairs(str(mat))
+
+    splits = _agedb_splits(folds)
+    splits[6, 0][0, 0]["flag"] = np.array([[1.0]])  # one flag for two pairs
+    write(splits)
+    with pytest.raises(DataFormatError, match=r"fold 7 of 10: the second field \(the flags\) "
+                                              r"is a \(1, 1\) float64 array, expected 2"):
+        read_agedb_pairs(str(mat))
+
+    splits = _agedb_splits(folds)
+    splits[8, 0][0, 0]["flag"] = np.array([[1.0, 0.0]])
+    write(splits)
+    with pytest.raises(DataFormatError, match=r"fold 9 of 10, pair 2: flag 0, expected 1"):
+        read_agedb_pairs(str(mat))
+
+    splits = _agedb_splits(folds)
+    splits[0, 0][0, 0]["images"][1, 1] = _mat_struct(("name", "no_such_photo_30_m"),
+                                                     ("age", 30.0))
+    write(splits)
+    with pytest.raises(DataFormatError, match=r"30_years.mat:fold 1 pair 2: image .*"
+                                              r"no_such_photo_30_m.jpg not found"):
+        read_agedb_pairs(str(mat))
+
+    scipy_io.savemat(str(mat), {"folds": _agedb_splits(folds)})
+    with pytest.raises(DataFormatError, match=r"no variable 'splits'.*\['folds'\]"):
+        read_agedb_pairs(str(mat))
+
+
+def test_agedb_without_scipy_names_the_extra(agedb, monkeypatch):
+    root, mat, _, _, _ = agedb
+    monkeypatch.setitem(sys.modules, "scipy.io", None)  # import scipy.io now fails
+    with pytest.raises(ImportError, match=r"pip install 'gluonfr\[agedb\]'"):
+        read_agedb_pairs(str(root))

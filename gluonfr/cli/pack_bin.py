@@ -3,11 +3,14 @@
     gluonfr-pack-bin lfw/pairs.txt lfw.bin --detect              # LFW as downloaded
     gluonfr-pack-bin cfp-dataset/Protocol cfp_fp.bin --detect    # CFP (FP; --format cfp_ff)
     gluonfr-pack-bin calfw/pairs_CALFW.txt calfw.bin             # CALFW / CPLFW, aligned images
+    gluonfr-pack-bin AgeDB/ agedb_30.bin --detect                # AgeDB-30 (.mat + images)
     gluonfr-pack-bin pairs.txt out.bin --image-root photos/ [--landmarks lmk.json]
 
 The layout is detected (``--format`` forces one): LFW's ``pairs.txt`` (header ``10 300``),
-CFP's ``Protocol/`` folder, CALFW / CPLFW ``pairs_*.txt``, or plain ``image_a image_b 1|0``
-lines (``#`` comments; paths relative to ``--image-root``). Pairs keep the protocol's order.
+CFP's ``Protocol/`` folder, CALFW / CPLFW ``pairs_*.txt``, AgeDB's
+``04_FINAL_protocol_30_years.mat`` (or the folder holding it and ``03_Protocol_Images/``), or
+plain ``image_a image_b 1|0`` lines (``#`` comments; paths relative to ``--image-root``).
+Pairs keep the protocol's order.
 Images are stored as they are (aligned 112x112 crops), aligned with ``norm_crop`` from a
 ``--landmarks`` file, or found and aligned by the face detector (``--detect``).
 """
@@ -29,12 +32,14 @@ def main(argv=None):
     """Write the .bin; return the exit status."""
     p = command_parser("gluonfr-pack-bin", __doc__)
     p.add_argument("pairs", help="protocol file or folder (LFW pairs.txt, CFP Protocol/, "
-                                 "pairs_CALFW.txt, or 'image_a image_b 1|0' lines)")
+                                 "pairs_CALFW.txt, AgeDB's .mat or folder, or 'image_a "
+                                 "image_b 1|0' lines)")
     p.add_argument("out", help="output .bin")
     p.add_argument("--format", choices=("auto",) + PROTOCOLS, default="auto",
                    help="protocol layout (default: detected)")
-    p.add_argument("--image-root", help="image folder (LFW: lfw/ beside pairs.txt; lists: "
-                                        "paths as written)")
+    p.add_argument("--image-root", help="image folder (LFW: lfw/ beside pairs.txt; AgeDB: "
+                                        "03_Protocol_Images/ beside the .mat; lists: paths "
+                                        "as written)")
     p.add_argument("--landmarks", help="5-point landmark file; align each image with norm_crop")
     p.add_argument("--detect", action="store_true",
                    help="find the face with the detector and align it (largest face)")

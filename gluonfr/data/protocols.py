@@ -17,22 +17,34 @@ the evaluation), with every image checked to exist. Malformed lines raise
 - CALFW / CPLFW (:func:`read_xlfw_pairs`): ``pairs_CALFW.txt`` / ``pairs_CPLFW.txt``, one image
   per line ``file label``; lines 2k and 2k+1 are pair k, label 0 means different people and a
   positive label the same person (both lines of a pair carry the same label).
-- Any other set, AgeDB-30 included (its protocol ships as a MATLAB file): the plain list
-  ``image_a image_b 1|0`` (:func:`gluonfr.data.pack.read_pairs`).
+- AgeDB-30 (:func:`read_agedb_pairs`): ``04_FINAL_protocol_30_years.mat`` (MATLAB v5, read
+  with scipy), variable ``splits``: 10 folds, each a struct whose first field is a (2, 600)
+  cell of image structs (first field: the file stem in ``03_Protocol_Images/``, second: the
+  age) and whose second field is a (1, 600) array of flags, 1 same and -1 different; pair
+  ``c`` is column ``c``. Order: fold by fold, column by column.
+- Any other set: the plain list ``image_a image_b 1|0`` (:func:`gluonfr.data.pack.read_pairs`).
 
 :func:`detect_protocol` tells the layouts apart; :func:`read_protocol` reads any of them.
 """
 import os
 import re
 
+import numpy as np
+
+from .._optional import import_optional
 from ._io import DataFormatError
 from .pack import read_pairs
 
-__all__ = ["read_lfw_pairs", "read_cfp_pairs", "read_xlfw_pairs", "detect_protocol",
-           "read_protocol", "PROTOCOLS"]
+__all__ = ["read_lfw_pairs", "read_cfp_pairs", "read_xlfw_pairs", "read_agedb_pairs",
+           "detect_protocol", "read_protocol", "PROTOCOLS"]
 
 #: The layouts :func:`read_protocol` knows.
-PROTOCOLS = ("lfw", "cfp_ff", "cfp_fp", "xlfw", "list")
+PROTOCOLS = ("lfw", "cfp_ff", "cfp_fp", "xlfw", "agedb", "list")
+
+#: AgeDB's protocol file for AgeDB-30 (the 5/10/20-year files have the same layout) and the
+#: folder of its images, as the dataset ships them.
+AGEDB_MAT = "04_FINAL_protocol_30_years.mat"
+AGEDB_IMAGES = "03_Protocol_Images"
 
 _INT = re.compile(r"^\d+$")
 
@@ -233,17 +245,142 @@ def read_xlfw_pairs(pairs_file, image_root=None):
     return pairs
 
 
+def _agedb_mat(path):
+    """The protocol .mat given it or the AgeDB folder holding it (``None``: neither)."""
+    path = os.fspath(path)
+    if os.path.isdir(path):
+        cand = os.path.join(path, AGEDB_MAT)
+        return cand if os.path.isfile(cand) else None
+    return path if _is_matlab(path) else None
+
+
+def _is_matlab(path):
+    # MATLAB's level-5 (and 7.3) files open with this text header
+    try:
+        with open(path, "rb") as f:
+            return f.read(6) == b"MATLAB"
+    except OSError:
+        return False
+
+
+def _struct_record(value):
+    """The one record of a 1x1 MATLAB struct as loadmat returns it, else ``None``."""
+    if (isinstance(value, np.ndarray) and value.dtype.names and value.size == 1):
+        return value.reshape(-1)[0]
+    return None
+
+
+def _matlab_string(value):
+    """A MATLAB char array (loadmat: a (1,) str array, or a str) as ``str``, else ``None``."""
+    if isinstance(value, np.ndarray):
+        if value.dtype.kind != "U" or value.size != 1:
+            return None
+        value = value.reshape(-1)[0]
+    return str(value) if isinstance(value, str) and value.strip() else None
+
+
+def read_agedb_pairs(mat_file, image_root=None, ext=".jpg"):
+    """AgeDB's protocol file (``04_FINAL_protocol_30_years.mat``) as a pair list.
+
+    The structs are read by position (the first field of a fold is its image cell, the
+    second its flags; the first field of an image is its file stem), not by field name.
+    The label is the file's own flag (1 same, -1 different).
+
+    Parameters
+    ----------
+    mat_file : str
+        The ``.mat`` file, or the AgeDB folder holding ``04_FINAL_protocol_30_years.mat``.
+    image_root : str, optional
+        Folder of ``<stem>.jpg``; default ``03_Protocol_Images/`` beside the ``.mat``.
+    ext : str
+        Image extension.
+
+    Returns
+    -------
+    list of (str, str, bool)
+        6,000 pairs for AgeDB-30: fold 1's 600 pairs (column order), then fold 2's, ...
+
+    Raises
+    ------
+    DataFormatError
+        The file is not a readable MATLAB file with ``splits``, or a fold / pair has another
+        structure (the message names the file, fold and pair, counted from 1).
+    """
+    path = _agedb_mat(mat_file)
+    if path is None:
+        raise DataFormatError(f"{mat_file}: not a MATLAB file and not a folder holding "
+                              f"{AGEDB_MAT} (expected AgeDB's protocol)")
+    sio = import_optional("scipy.io", "agedb", "reading AgeDB's .mat protocol")
+    try:
+        mat = sio.loadmat(path)
+    except (OSError, ValueError, NotImplementedError, TypeError) as err:
+        raise DataFormatError(f"{path}: cannot read it as a MATLAB v5 file ({err})") from None
+    if "splits" not in mat:
+        names = sorted(k for k in mat if not k.startswith("__"))
+        raise DataFormatError(f"{path}: no variable 'splits' (AgeDB's folds); the file holds "
+                              f"{names}")
+    splits = mat["splits"]
+    if splits.dtype != object or splits.ndim != 2 or 1 not in splits.shape:
+        raise DataFormatError(f"{path}: 'splits' is a {splits.shape} {splits.dtype} array, "
+                              "expected a column of fold structs, e.g. (10, 1)")
+    if image_root is None:
+        image_root = os.path.join(os.path.dirname(os.path.abspath(path)), AGEDB_IMAGES)
+    pairs, where = [], []
+    for i, fold in enumerate(splits.reshape(-1), 1):
+        here = f"{path}: fold {i} of {splits.size}"
+        rec = _struct_record(fold)
+        if rec is None or len(rec) < 2:
+            raise DataFormatError(f"{here}: expected a struct of (image cell, flags), got "
+                                  f"{getattr(fold, 'shape', type(fold).__name__)}")
+        cell, flags = rec[0], rec[1]
+        if not (isinstance(cell, np.ndarray) and cell.dtype == object and cell.ndim == 2
+                and cell.shape[0] == 2):
+            raise DataFormatError(f"{here}: the first field is a "
+                                  f"{getattr(cell, 'shape', '?')} array, expected a (2, pairs) "
+                                  "cell of images")
+        flags = np.asarray(flags)
+        if flags.dtype.kind not in "iuf" or flags.size != cell.shape[1]:
+            raise DataFormatError(f"{here}: the second field (the flags) is a {flags.shape} "
+                                  f"{flags.dtype} array, expected {cell.shape[1]} numbers "
+                                  "(one per pair of the image cell)")
+        flags = flags.reshape(-1)
+        for c in range(cell.shape[1]):
+            if flags[c] not in (1, -1):
+                raise DataFormatError(f"{here}, pair {c + 1}: flag {flags[c]:g}, expected 1 "
+                                      "(same) or -1 (different)")
+            images = []
+            for r in range(2):
+                img = _struct_record(cell[r, c])
+                stem = _matlab_string(img[0]) if img is not None and len(img) else None
+                if stem is None:
+                    raise DataFormatError(f"{here}, pair {c + 1}, image {r + 1}: expected a "
+                                          "struct whose first field is the file name")
+                images.append(os.path.join(image_root, stem + ext))
+            pairs.append((images[0], images[1], bool(flags[c] == 1)))
+            where.append((path, f"fold {i} pair {c + 1}"))
+    if not pairs:
+        raise DataFormatError(f"{path}: 'splits' holds no pairs")
+    _check_files(pairs, where)
+    return pairs
+
+
 def detect_protocol(path):
     """Which layout ``path`` has: one of :data:`PROTOCOLS` (``'cfp_fp'`` for a CFP folder).
 
-    A folder with ``Pair_list_F.txt`` is CFP; a file whose first line is one or two integers
+    A folder with ``Pair_list_F.txt`` is CFP; a MATLAB file, or a folder holding
+    ``04_FINAL_protocol_30_years.mat``, is AgeDB; a file whose first line is one or two integers
     is LFW; a file of ``file label`` lines is CALFW / CPLFW; ``a b 1|0`` lines are a plain list.
     """
     path = os.fspath(path)
     if os.path.isdir(path):
         if _cfp_dir(path) is not None:
             return "cfp_fp"
-        raise DataFormatError(f"{path}: a folder, but not CFP's Protocol/ (no Pair_list_F.txt)")
+        if _agedb_mat(path) is not None:
+            return "agedb"
+        raise DataFormatError(f"{path}: a folder, but neither CFP's Protocol/ (no "
+                              f"Pair_list_F.txt) nor AgeDB's (no {AGEDB_MAT})")
+    if _is_matlab(path):
+        return "agedb"
     first = next(iter(_lines(path)), None)
     if first is None:
         raise DataFormatError(f"{path}: empty file")
@@ -263,7 +400,7 @@ def detect_protocol(path):
 def read_protocol(path, image_root=None, fmt=None):
     """Read any supported protocol into ``(pairs, fmt)``; ``fmt`` detected when ``None``.
 
-    ``image_root`` is where the images are for LFW, CALFW / CPLFW and plain lists (plain
+    ``image_root`` is where the images are for LFW, CALFW / CPLFW, AgeDB and plain lists (plain
     lists: default the paths as written); CFP's paths come from its own lists.
     """
     path = os.fspath(path)
@@ -274,6 +411,8 @@ def read_protocol(path, image_root=None, fmt=None):
         return read_cfp_pairs(path, split=fmt[-2:].upper()), fmt
     if fmt == "xlfw":
         return read_xlfw_pairs(path, image_root), fmt
+    if fmt == "agedb":
+        return read_agedb_pairs(path, image_root), fmt
     if fmt == "list":
         root = "" if image_root is None else image_root
         pairs = [(os.path.join(root, a), os.path.join(root, b), s) for a, b, s in
