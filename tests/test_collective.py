@@ -1,9 +1,78 @@
-"""gluonfr.engine.collective: the single-process collective and argument errors."""
-from gluonfr.engine.collective import Collective
+"""gluonfr.engine.collective: the single-process collective, argument errors, and every
+operation of two workers on loopback (MXNet's launcher, 2 servers, arrays above the big-array
+bound split over them) against numpy.
 
-import mxnet as mx
-import numpy as np
-import pytest
+This file is also the workers' program: ``python test_collective.py worker OUT``.
+"""
+import os
+import sys
+
+import gluonfr  # noqa: F401  (before mxnet; in scheduler/server roles it runs the service)
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+
+# (name, shape, dtype) of the arrays each worker all-gathers; values from _rank_array
+GATHERED = [("emb", (3, 4), "float32"), ("emb_last", (2, 4), "float32"),
+            ("labels", (3,), "int32"), ("labels64", (4,), "int64"),
+            ("big", (700, 3), "float32"), ("half", (2, 5), "float16")]
+REDUCED = [("sum", (5, 7), "float32"), ("isum", (4,), "int32"), ("big_sum", (1500,), "float32"),
+           ("max", (6,), "float32"), ("imax", (5,), "int64")]
+
+
+def _rank_array(name, shape, dtype, rank):
+    """The array worker ``rank`` sends (distinct per rank, negatives, exact big labels)."""
+    import numpy as np
+
+    rng = np.random.RandomState(sum(map(ord, name)) * 101 + rank)
+    if dtype == "int64":  # beyond float64's exact integers
+        return rng.randint(-2**62, 2**62, size=shape, dtype=np.int64)
+    if dtype.startswith("int"):
+        return rng.randint(-2**29, 2**29, size=shape).astype(dtype)
+    return (rng.randn(*shape) * 3).astype(dtype)
+
+
+def _worker(out_dir):
+    from gluonfr.engine.collective import Collective
+
+    import mxnet as mx
+    import numpy as np
+
+    kv = mx.kv.create("dist_sync")
+    coll = Collective(kv)
+    res = {"rank": np.array(coll.rank), "num_workers": np.array(coll.num_workers)}
+    for name, shape, dtype in GATHERED:
+        x = mx.nd.array(_rank_array(name, shape, dtype, coll.rank), dtype=dtype)
+        got = coll.all_gather(x)
+        assert got.dtype == x.dtype and got.context == x.context
+        res["gather_" + name] = got.asnumpy()
+    for name, shape, dtype in REDUCED:
+        x = mx.nd.array(_rank_array(name, shape, dtype, coll.rank), dtype=dtype)
+        got = coll.all_reduce(x, "max" if name.endswith("max") else "sum")
+        assert got.dtype == x.dtype and got.shape == x.shape
+        res["reduce_" + name] = got.asnumpy()
+    # a second round on the same keys: results of this round, not an accumulation
+    x = mx.nd.array(_rank_array("sum", (5, 7), "float32", coll.rank + 10))
+    res["reduce_sum_again"] = coll.all_reduce(x).asnumpy()
+    # an optimizer on the servers turns pushes into updates: a new Collective must refuse
+    kv.set_optimizer(mx.optimizer.SGD(learning_rate=0.5))
+    try:
+        Collective(kv, key_base=Collective.KEY_BASE + 1000)
+        res["refused"] = np.array("")
+    except RuntimeError as err:
+        res["refused"] = np.array(str(err))
+    np.savez(os.path.join(out_dir, f"rank{coll.rank}.npz"), **res)
+
+
+if __name__ == "__main__" and len(sys.argv) == 3 and sys.argv[1] == "worker":
+    _worker(sys.argv[2])
+    sys.exit(0)
+
+from gluonfr.engine.collective import Collective  # noqa: E402
+
+import mxnet as mx  # noqa: E402
+import numpy as np  # noqa: E402
+import pytest  # noqa: E402
+from dist_launch import run_loopback_job  # noqa: E402
 
 
 def test_local_collective_is_rank_0_of_1_and_returns_its_input():
@@ -24,3 +93,50 @@ def test_bad_arguments_are_named():
         coll.all_gather(np.ones(2))
     with pytest.raises(ValueError, match="needs a dist_sync kvstore, got 'local'"):
         Collective(mx.kv.create("local"))
+
+
+def test_integers_travel_in_exact_float32_pieces_and_float64_is_refused():
+    from gluonfr.engine.collective import _encode
+
+    for dtype, values in [("int32", [0, 2_059_905, 2**31 - 1, -2**31, -7]),
+                          ("int64", [2**53 + 1, -2**62 - 3, 29_000_000, -1, 0])]:
+        x = mx.nd.array(np.array(values, dtype=dtype), dtype=dtype)
+        wire, decode = _encode(x, "all_gather")
+        assert wire.dtype == np.float32 and np.all(np.abs(wire.asnumpy()) < 2**16)
+        back = decode(wire + 0, x)  # what an all-gather's sum with zeros returns
+        assert back.dtype == np.dtype(dtype)
+        np.testing.assert_array_equal(back.asnumpy(), values)
+        # what the servers return for a sum over 256 workers sending these values (wrapping
+        # as the integer dtype does)
+        total = decode(wire * 256, x).asnumpy()
+        np.testing.assert_array_equal(total, (np.array(values, dtype=np.int64) * 256).astype(
+            dtype))
+    emb = mx.nd.ones((2, 3))
+    wire, _ = _encode(emb, "x")
+    assert wire.dtype == np.float32
+    with pytest.raises(TypeError, match="all_reduce: .*float64 comes back rounded to float32"):
+        _encode(mx.nd.ones((2,), dtype="float64"), "all_reduce")
+
+
+@pytest.mark.slow
+def test_two_workers_gather_and_reduce_like_numpy(tmp_path):
+    # 2 servers and a bound of 1000 elements: "big" and "big_sum" are split over both servers
+    run_loopback_job([os.path.abspath(__file__), "worker", str(tmp_path)], workers=2, servers=2,
+                     env={"MXNET_KVSTORE_BIGARRAY_BOUND": "1000"})
+    ranks = [dict(np.load(tmp_path / f"rank{r}.npz")) for r in range(2)]
+    for r, res in enumerate(ranks):
+        assert int(res["rank"]) == r and int(res["num_workers"]) == 2
+        for name, shape, dtype in GATHERED:
+            want = np.concatenate([_rank_array(name, shape, dtype, k) for k in range(2)])
+            got = res["gather_" + name]
+            assert got.dtype == want.dtype, name
+            np.testing.assert_array_equal(got, want, err_msg=name)  # bit for bit, rank order
+        for name, shape, dtype in REDUCED:
+            a, b = (_rank_array(name, shape, dtype, k) for k in range(2))
+            want = np.maximum(a, b) if name.endswith("max") else a + b  # two addends: exact
+            np.testing.assert_array_equal(res["reduce_" + name], want, err_msg=name)
+        again = _rank_array("sum", (5, 7), "float32", 10) + _rank_array("sum", (5, 7),
+                                                                         "float32", 11)
+        np.testing.assert_array_equal(res["reduce_sum_again"], again)
+        assert "came back as" in str(res["refused"]) and "update_on_kvstore=False" in str(
+            res["refused"])

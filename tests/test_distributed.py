@@ -43,6 +43,7 @@ from gluonfr.engine import TrainConfig, train  # noqa: E402
 import mxnet as mx  # noqa: E402
 import numpy as np  # noqa: E402
 import pytest  # noqa: E402
+from dist_launch import run_loopback_job  # noqa: E402
 
 
 def _cfg(data, save_dir, **kw):
@@ -66,20 +67,8 @@ def test_two_workers_on_loopback_match_one_process(tmp_path):
     cfg = _cfg(data, tmp_path / "dist", kvstore="dist_sync")
     out = tmp_path / "out"
     out.mkdir()
-    env = dict(os.environ, PYTHONPATH=os.pathsep.join([HERE, os.environ.get("PYTHONPATH", "")]))
-    cmd = [sys.executable, os.path.join(REPO, "scripts", "launch_dist.py"), "-n", "2", "-s", "1",
-           "--launcher", "local", "--", sys.executable, os.path.abspath(__file__), "worker",
-           json.dumps(cfg.to_dict()), str(out)]
-    proc = subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-                            start_new_session=True)
-    try:
-        log, _ = proc.communicate(timeout=150)
-    except subprocess.TimeoutExpired:
-        os.killpg(proc.pid, signal.SIGKILL)  # the launcher's own session: its job only
-        log, _ = proc.communicate()
-        pytest.fail("distributed job timed out:\n" + log.decode()[-3000:])
-    assert proc.returncode == 0, log.decode()[-3000:]
-    text = log.decode()
+    text = run_loopback_job([os.path.abspath(__file__), "worker", json.dumps(cfg.to_dict()),
+                             str(out)])
     assert "x 2 worker(s), global batch 16" in text
 
     single = train(_cfg(data, tmp_path / "single", batch_size=16))

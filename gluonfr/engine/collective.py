@@ -22,8 +22,12 @@ How the operations map onto the parameter server (ps-lite, ``dist_sync``):
   ones comes back as ``num_workers`` and refuses to run otherwise.
 * ``all_reduce(x, 'sum')``: push ``x``, pull the sum. ``all_gather(x)``: each worker writes its
   rows into a zero buffer of ``num_workers * n`` rows at offset ``rank * n`` and the buffers
-  are summed: adding zeros is exact, so the gathered rows are bit-identical to the sent ones
-  (integer arrays included; ``int32`` and ``int64`` travel as themselves).
+  are summed: adding zeros is exact, so the gathered rows are bit-identical to the sent ones.
+* dtypes: the servers add floating-point arrays only (a push of ``int32`` aborts the server
+  process) and carry ``float64`` as ``float32`` (it comes back rounded), so ``float32`` and
+  ``float16`` travel as themselves, ``float64`` is refused, and integer arrays (labels)
+  travel as 16-bit pieces in ``float32``, each exact, and come back exactly in their own
+  dtype (any int32 / int64 value; integer sums exact for up to 256 workers).
   ``all_reduce(x, 'max')``: all-gather, then the maximum over the workers on each worker
   (exact, and the same on every worker).
 * A key's size is fixed when it is initialised (the kvstore refuses a push of another size),
@@ -52,6 +56,7 @@ Examples
 [[1.0, 2.0]]
 """
 import mxnet as mx
+import numpy as np
 from mxnet import autograd
 
 __all__ = ["Collective"]
@@ -111,8 +116,8 @@ class Collective:
         Parameters
         ----------
         x : NDArray
-            Shape ``(n, ...)`` on any context; ``n``, the other dimensions and the dtype must
-            be the same on every worker.
+            Shape ``(n, ...)`` on any context, ``float32``, ``float16`` or an integer dtype;
+            ``n``, the other dimensions and the dtype must be the same on every worker.
 
         Returns
         -------
@@ -130,12 +135,12 @@ class Collective:
         shape = (self.num_workers * n,) + tuple(x.shape[1:])
         if x.size == 0:  # nothing to send (the same on every worker: shapes agree)
             return mx.nd.zeros(shape, ctx=x.context, dtype=x.dtype)
-        key, buf = self._buffer(shape, x.dtype)
         with autograd.pause():
+            wire, decode = _encode(x, "all_gather")
+            key, buf = self._buffer((shape[0],) + tuple(wire.shape[1:]), wire.dtype)
             buf[:] = 0
-            if n:
-                buf[self.rank * n:(self.rank + 1) * n] = x.as_in_context(buf.context)
-            return self._sum_through_server(key, buf, x.context)
+            buf[self.rank * n:(self.rank + 1) * n] = wire
+            return decode(self._sum_through_server(key, buf), x)
 
     def all_reduce(self, x, op="sum"):
         """Elementwise ``op`` of every worker's ``x``; every worker gets the same result.
@@ -143,7 +148,8 @@ class Collective:
         Parameters
         ----------
         x : NDArray
-            Any shape (the same on every worker) and context.
+            Any shape (the same on every worker) and context; ``float32``, ``float16`` or an
+            integer dtype (integer sums are exact for up to 256 workers).
         op : {'sum', 'max'}
 
         Returns
@@ -154,23 +160,28 @@ class Collective:
         if op not in _OPS:
             raise ValueError(f"all_reduce: op must be one of {', '.join(_OPS)}, got {op!r}")
         _check_array(x, "all_reduce")
-        if self.num_workers == 1:
-            return x
-        if x.size == 0:
+        if self.num_workers == 1 or x.size == 0:
             return x
         with autograd.pause():
             if op == "max":
-                flat = x.reshape((1, -1))
-                every = self.all_gather(flat)  # (num_workers, size): exact
+                every = self.all_gather(x.reshape((1, -1)))  # (num_workers, size): exact
+                if _is_integer(x.dtype):  # MXNet reduces int64 through float64
+                    top = every.asnumpy().max(axis=0).reshape(x.shape)
+                    return mx.nd.array(top, ctx=x.context, dtype=x.dtype)
                 return every.max(axis=0).reshape(x.shape)
-            key, buf = self._buffer(tuple(x.shape), x.dtype)
-            x.copyto(buf)
-            return self._sum_through_server(key, buf, x.context)
+            if _is_integer(x.dtype) and self.num_workers > _MAX_INT_SUM_WORKERS:
+                raise ValueError(f"all_reduce: integer sums are exact for up to "
+                                 f"{_MAX_INT_SUM_WORKERS} workers, this job has "
+                                 f"{self.num_workers}")
+            wire, decode = _encode(x, "all_reduce")
+            key, buf = self._buffer(tuple(wire.shape), wire.dtype)
+            wire.copyto(buf)
+            return decode(self._sum_through_server(key, buf), x)
 
     # -- kvstore plumbing -----------------------------------------------------------------------
     def _buffer(self, shape, dtype):
         """The key and the CPU buffer for arrays of this shape and dtype (initialised once)."""
-        sig = (tuple(int(s) for s in shape), str(mx.nd.zeros((1,), dtype=dtype).dtype))
+        sig = (tuple(int(s) for s in shape), np.dtype(dtype).name)
         if sig not in self._keys:
             key = self._next_key
             self._next_key += 1
@@ -180,13 +191,13 @@ class Collective:
             self._keys[sig] = (key, buf)
         return self._keys[sig]
 
-    def _sum_through_server(self, key, buf, ctx):
+    def _sum_through_server(self, key, buf):
         # the buffer is only touched by this object, so the kvstore's asynchronous push and
         # pull cannot interleave with other writers (see DistGradientReducer); the result is a
         # copy because the buffer is reused by the next call of this shape
         self.kv.push(key, buf)
         self.kv.pull(key, out=buf)
-        return buf.copyto(ctx) if ctx != buf.context else buf.copy()
+        return buf.copy()
 
     def _check_plain_sum(self):
         probe = mx.nd.ones((1,), ctx=mx.cpu())
@@ -204,3 +215,45 @@ def _check_array(x, what):
         raise TypeError(f"{what}: x must be an mx.nd.NDArray, got {type(x).__name__}")
     if x.stype != "default":
         raise TypeError(f"{what}: x must be a dense NDArray, got storage type {x.stype!r}")
+
+
+_CHUNK_BITS = 16  # integers travel as 16-bit pieces, each exact in float32
+_MAX_INT_SUM_WORKERS = 256  # 256 pieces of < 2**16 add up below 2**24: still exact in float32
+
+
+def _is_integer(dtype):
+    return np.issubdtype(np.dtype(dtype), np.integer)
+
+
+def _encode(x, what):
+    """``x`` as the servers can add it, and the function that turns the sum back.
+
+    The servers carry float32 (float16 too); float64 pushes come back rounded to float32, so
+    they are refused. Integers are split into 16-bit pieces (the top one signed), each a
+    float32 holding a whole number below 2**16: sums of zeros with them (all-gather) and sums
+    over up to 256 workers are exact, and the pieces are put together again in int64.
+    """
+    dtype = np.dtype(x.dtype)
+    if dtype in (np.float32, np.float16):
+        return x.as_in_context(mx.cpu()), lambda y, like: y.as_in_context(like.context)
+    if not _is_integer(dtype):
+        raise TypeError(f"{what}: the parameter servers add float32 / float16 (float64 comes "
+                        f"back rounded to float32) and integers; got {dtype.name}: cast it")
+    pieces = max(1, dtype.itemsize * 8 // _CHUNK_BITS)
+    v = x.asnumpy().astype(np.int64)
+    parts = []
+    for _ in range(pieces - 1):
+        parts.append(v & ((1 << _CHUNK_BITS) - 1))
+        v = v >> _CHUNK_BITS  # arithmetic shift: the top piece keeps the sign
+    parts.append(v)
+    wire = mx.nd.array(np.stack(parts, axis=-1).astype(np.float32), ctx=mx.cpu(),
+                       dtype="float32")
+
+    def decode(y, like):
+        p = np.rint(y.asnumpy()).astype(np.int64)
+        out = p[..., -1]
+        for i in range(pieces - 2, -1, -1):
+            out = (out << _CHUNK_BITS) + p[..., i]
+        return mx.nd.array(out.astype(dtype), ctx=like.context, dtype=dtype)
+
+    return wire, decode
