@@ -11,7 +11,7 @@ import sys
 import time
 import traceback
 
-from bench.common import BENCH_DIR, format_value, machine_info
+from bench.common import BENCH_DIR, format_value, machine_info, merge_rows
 
 ALL = ["counts", "inference", "heads", "train_step", "threads", "data", "verification",
        "learning", "ijb", "startup", "detect", "import_time"]
@@ -72,11 +72,10 @@ def main(argv=None):
                "seconds": {}}
     json_path = os.path.join(args.out, "results.json")
     if os.path.exists(json_path) and set(args.benches) != set(ALL):
-        # a partial run updates only its own benches' rows
+        # a partial run updates only its own benches' rows (see merge_rows)
         with open(json_path) as f:
             old = json.load(f)
-        results["figures"] = [fig for fig in old.get("figures", [])
-                              if fig["bench"] not in args.benches]
+        results["figures"] = old.get("figures", [])
         results["seconds"] = {k: v for k, v in old.get("seconds", {}).items()
                               if k not in args.benches}
         results["errors"] = {k: v for k, v in old.get("errors", {}).items()
@@ -84,14 +83,19 @@ def main(argv=None):
     for name in args.benches:
         module = importlib.import_module(f"bench.{name}")
         t0 = time.time()
+        new = []
         try:
             for fig in module.run(quick=args.quick):
                 fig["quick"] = args.quick
                 fig["date"] = results["date"]
-                results["figures"].append(fig)
+                new.append(fig)
         except Exception:  # noqa: BLE001 - one broken bench must not hide the others
             results["errors"][name] = traceback.format_exc()
             print(f"\n== {name} FAILED\n{results['errors'][name]}", file=sys.stderr)
+        # a bench may run some of its rows only (bench.learning: some heads); ``partial()``
+        # says so, and then its other rows stay
+        partial = getattr(module, "partial", lambda: False)()
+        results["figures"] = merge_rows(results["figures"], new, name, partial) + new
         results["seconds"][name] = round(time.time() - t0)
     results["loadavg_at_end"] = [round(x, 2) for x in os.getloadavg()]
     write_results(results, json_path, os.path.join(args.out, "results.md"))

@@ -187,16 +187,37 @@ class Figure(dict):
     """One row of the results: a named figure with our value, the baseline's and the target.
 
     ``target`` is a human-readable rule (e.g. ">= 1.5x baseline") and ``met`` whether it
-    holds (None where a figure has no target). Extra keyword arguments (raw runs, settings)
-    are kept under ``details`` in results.json.
+    holds (None where a figure has no target). ``key`` identifies the row across runs whose
+    ``name`` changes with the settings (a partial run of a bench replaces the rows with its
+    keys; default: the name). Extra keyword arguments (raw runs, settings) are kept under
+    ``details`` in results.json.
     """
 
     def __init__(self, bench, name, ours, baseline=None, unit="", ratio=None, target="",
-                 met=None, note="", **details):
+                 met=None, note="", key=None, **details):
         super().__init__(bench=bench, name=name, ours=ours, baseline=baseline, unit=unit,
                          ratio=ratio, target=target, met=met, note=note)
+        if key is not None:
+            self["key"] = key
         if details:
             self["details"] = details
+
+
+def row_key(fig):
+    """What identifies a results row across runs: ``(bench, key or name)``."""
+    return fig["bench"], fig.get("key") or fig["name"]
+
+
+def merge_rows(old, new, bench, partial):
+    """The rows of ``old`` to keep beside a run of ``bench`` that produced ``new``.
+
+    A full run replaces every row of its bench; a partial one (some tables / heads) only the
+    rows it measured again, so results measured in parts add up.
+    """
+    if not partial:
+        return [fig for fig in old if fig["bench"] != bench]
+    measured = {row_key(fig) for fig in new}
+    return [fig for fig in old if row_key(fig) not in measured]
 
 
 def print_table(title, figures, file=None):

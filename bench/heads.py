@@ -1,7 +1,9 @@
 """Margin head alone: NormDense + ArcFace forward + backward at 85,742 classes, batch 128.
 
-Then every classification head of the loss registry (``HEADS``), ours only, as the engine
-builds it (128-d): its time and its ratio to our ArcFace in the same rounds.
+Then every classification head of the loss registry (``HEADS``) as the engine builds it
+(128-d), beside gluon-face's counterpart where it has one (``BASELINE_HEADS``; which class
+with which settings: ``bench/baseline/heads.py``), and its time relative to our ArcFace in
+the same rounds.
 
 Ours is the head the training engine builds (hybridized, static memory); gluon-face 1.0.2 is
 its NormDense output layer (hybridized) + ``ArcLoss(easy_margin=False)`` (not hybridized, as
@@ -48,23 +50,36 @@ def run(quick=False):
 HEADS = ("arcface", "cosface", "combined", "normface", "sphereface", "mv_softmax",
          "curricularface", "adacos", "adaface", "magface", "circle", "subcenter_arcface",
          "l2softmax", "lgm", "softmax")
+#: the heads gluon-face 1.0.2 has a counterpart of (``COUNTERPARTS`` in bench/baseline/heads.py
+#: says which class and settings; its docstring why the others have none)
+BASELINE_HEADS = ("arcface", "cosface", "combined", "normface", "sphereface", "mv_softmax",
+                  "l2softmax", "softmax")
 
 
 def run_all_heads(quick=False):
-    """fwd+bwd ms of each head (128-d, batch 128); ratio = our ArcFace / that head."""
+    """fwd+bwd ms of each head (128-d, batch 128) and of gluon-face's counterpart, if any.
+
+    ratio = gluon-face / ours (> 1: ours faster); the note gives each head's time relative to
+    our ArcFace in the same rounds.
+    """
     heads = HEADS[:3] if quick else HEADS
     args = ["--classes", CLASSES, "--emb", 128, "--batch", BATCH,
             "--seconds", "0.5" if quick else "3"]
-    runs = rounds({h: ("ours", "heads", args + ["--loss", h]) for h in heads},
-                  1 if quick else 2, progress="heads per loss")
+    variants = {h: ("ours", "heads", args + ["--loss", h]) for h in heads}
+    variants.update({f"gluon-face {h}": ("baseline", "heads", args + ["--loss", h])
+                     for h in heads if h in BASELINE_HEADS})
+    runs = rounds(variants, 1 if quick else 2, progress="heads per loss")
     arc = [r["ms"] for r in runs["arcface"]]
     figures = []
     for h in heads:
         ms = [r["ms"] for r in runs[h]]
         mem = median([r["peak_rss_mib"] for r in runs[h]])
+        base = [r["ms"] for r in runs.get(f"gluon-face {h}", [])]
         figures.append(Figure(
-            "heads", f"head {h} fwd+bwd 128-d b{BATCH}", median(ms), None, unit="ms",
-            ratio=median_ratio(ms, arc, False),
-            note=f"{CLASSES:,} classes; ratio = our arcface / this head; peak RSS "
-                 f"{mem:.0f} MiB", ours_runs=ms))
+            "heads", f"head {h} fwd+bwd 128-d b{BATCH}", median(ms), median(base) if base
+            else None, unit="ms", ratio=median_ratio(ms, base, False) if base else None,
+            note=f"{CLASSES:,} classes; ratio = gluon-face / ours"
+                 + ("" if base else " (gluon-face has no counterpart)")
+                 + f"; {median_ratio(arc, ms, False):.2f}x our arcface's time; peak RSS "
+                   f"{mem:.0f} MiB", ours_runs=ms, baseline_runs=base, key=f"head {h}"))
     return figures

@@ -51,6 +51,9 @@ def main():
     p.add_argument("--no-loss-warmup", action="store_true",
                    help="train with the head alone from the start (the per-head comparison)")
     p.add_argument("--prepare-only", action="store_true")
+    p.add_argument("--untrained", action="store_true",
+                   help="verify the network as initialised for --seed, without training (the "
+                        "per-head table's reference row)")
     args = p.parse_args()
     info, _ = ensure_demo_data(args.root)
     if args.prepare_only:
@@ -71,6 +74,8 @@ def main():
     settings["loss_warmup_iters"] = min(settings.get("loss_warmup_iters", 0), iters // 2)
     settings["warmup_iters"] = min(settings.get("warmup_iters", 0), iters // 2)
     settings.update(log_interval=max(1, iters // 5), progress=False)
+    if args.untrained:
+        return _untrained(args.root, settings, info)
     with tempfile.TemporaryDirectory() as save_dir:
         cfg = TrainConfig(data_dir=args.root, save_dir=save_dir, tensorboard="",
                           val_targets=["synth_val"], val_interval=iters, save_interval=iters,
@@ -85,6 +90,26 @@ def main():
                 "iters": iters, "batch": settings["batch_size"], "data": info,
                 "settings": cfg.to_dict(), "samples_per_s": summary.get("samples_per_sec"),
                 "train_accuracy": stats.get("accuracy"), "train_loss": stats.get("loss")})
+
+
+def _untrained(root, settings, info):
+    """Flip accuracy of the initialised network (the seed's initialisation, no step taken)."""
+    from gluonfr.engine import TrainLoop
+    from gluonfr.metrics import evaluate_targets, load_targets
+
+    with tempfile.TemporaryDirectory() as save_dir:
+        cfg = TrainConfig(data_dir=root, save_dir=save_dir, tensorboard="", val_targets=[],
+                          **dict(settings, progress=False))
+        t0 = time.perf_counter()
+        loop = TrainLoop(cfg)
+        targets, _ = load_targets(root, ["synth_val"], image_size=(cfg.input_size,) * 2)
+        res = evaluate_targets(loop.backbone, targets, ctx=loop.ctx, batch_size=64,
+                               progress=False)["synth_val"]
+        seconds = time.perf_counter() - t0
+    _util.emit({"loss": "untrained", "seed": cfg.seed, "accuracy": float(res["accuracy"]),
+                "seconds": seconds, "iters": 0, "batch": cfg.batch_size, "data": info,
+                "settings": cfg.to_dict(), "samples_per_s": None, "train_accuracy": None,
+                "train_loss": None})
 
 
 if __name__ == "__main__":
