@@ -67,6 +67,7 @@ CONSOLE_SCRIPTS = [
     "gluonfr-export-onnx=gluonfr.cli.export_onnx:main",
     "gluonfr-import=gluonfr.cli.import_:main",
     "gluonfr-launch-dist=gluonfr.cli.launch_dist:main",
+    "gluonfr-merge-classifier=gluonfr.cli.merge_classifier:main",
     "gluonfr-pack-bin=gluonfr.cli.pack_bin:main",
     "gluonfr-pack-rec=gluonfr.cli.pack_rec:main",
     "gluonfr-publish=gluonfr.cli.publish:main",

@@ -114,3 +114,23 @@ def test_help_offers_wd_all_not_the_double_negative():
     assert "--wd-all" in text and "--no-wd" in text and "--no-no-wd" not in text
     with pytest.raises(SystemExit):  # still one switch: both spellings together are refused
         parser.parse_args(["--no-wd", "--wd-all"])
+
+
+def test_sample_rate_flag_turns_partial_fc_on_and_checks_what_it_needs():
+    cfg = _parse(["--sample-rate", "0.3", "--micro-batch", "0", "--max-iters", "5"])
+    assert cfg.sample_rate == 0.3 and cfg.uses_partial_fc and not cfg.partial_fc
+    assert _parse(["--partial-fc", "--max-iters", "5"]).uses_partial_fc
+    assert not _parse(["--max-iters", "5"]).uses_partial_fc
+    # whole batches by default with Partial FC, chunks of 16 on CPU otherwise
+    assert TrainConfig(batch_size=64, sample_rate=0.5, max_iters=5).chunks_per_device() == 1
+    assert TrainConfig(batch_size=64, max_iters=5).chunks_per_device() == 4
+    for kw, name in ((dict(sample_rate=0.0), "sample_rate"),
+                     (dict(sample_rate=1.5), "sample_rate"),
+                     (dict(sample_rate=0.5, optimizer="adam"), "optimizer"),
+                     (dict(partial_fc=True, clip_grad=5.0), "clip_grad"),
+                     (dict(partial_fc=True, aux_loss="center"), "aux_loss"),
+                     (dict(partial_fc=True, batch_size=64, micro_batch=16), "micro_batch")):
+        with pytest.raises(ValueError, match=f"TrainConfig.{name}="):
+            TrainConfig(max_iters=5, **kw)
+    with pytest.raises(ValueError, match="--sample-rate=2.0"):
+        _parse(["--sample-rate", "2", "--max-iters", "5"])

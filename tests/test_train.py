@@ -10,7 +10,8 @@ import sys
 
 import gluonfr  # noqa: F401
 from gluonfr.data import synthetic
-from gluonfr.engine import Callback, NonFiniteLossError, TrainConfig, train
+from gluonfr.engine import Callback, NonFiniteLossError, TrainConfig, TrainLoop, train
+from gluonfr.engine.checkpoint import merge_classifier
 from gluonfr.model_zoo import default_initializer
 
 import mxnet as mx
@@ -323,3 +324,56 @@ def test_micro_batches_match_the_whole_batch(faces, tmp_path):
 def test_default_micro_batches(faces, tmp_path, batch, ctx, micro, chunks):
     cfg = _cfg(faces, tmp_path, batch_size=batch, ctx=ctx, micro_batch=micro)
     assert cfg.chunks_per_device() == chunks
+
+
+def _run_from(cfg, weight=None):
+    """Build a TrainLoop, optionally give its Partial FC these centres, train it."""
+    loop = TrainLoop(cfg)
+    if weight is not None:
+        loop.pfc.set_full_weight(weight)
+    return loop, loop.run()
+
+
+def test_partial_fc_over_two_contexts_trains_like_the_replicated_head(faces, tmp_path):
+    # the loss warm-up (NormFace, iterations 1-2) and ArcFace, momentum and weight decay
+    kw = dict(max_iters=5, loss_warmup_iters=2, lr=0.01, save_interval=5, warmup_iters=0,
+              lr_mode="step", micro_batch=0, head_wd_mult=2.0, head_lr_mult=0.5)
+    ref_loop, ref = _run_from(_cfg(faces, tmp_path / "ref", ctx="cpu:0", batch_size=32, **kw))
+    start = TrainLoop(_cfg(faces, tmp_path / "init", ctx="cpu:0", batch_size=32, **kw))
+    centres = start.main_head.classifier.weight.data().asnumpy()  # the replicated start
+    loop, pfc = _run_from(_cfg(faces, tmp_path / "pfc", ctx="cpu:0,cpu:1", batch_size=16,
+                               partial_fc=True, **kw), weight=centres)
+    assert [r[1] for r in loop.pfc.ranges] == [30, 30]
+    _assert_close = lambda a, b, k: np.testing.assert_allclose(  # noqa: E731
+        a, b, rtol=0, atol=1e-4 * np.abs(a).max() + 1e-7, err_msg=k)
+    a = _load(os.path.join(ref["save_dir"], f"{TAG}-5.params"))
+    b = _load(os.path.join(pfc["save_dir"], f"{TAG}-5.params"))
+    for k in a:
+        _assert_close(a[k], b[k], k)
+    head = _load(os.path.join(ref["save_dir"], f"{TAG}-5-head.params"))
+    (weight,) = head.values()
+    merged = merge_classifier(pfc["save_dir"])
+    _assert_close(weight, merged, "centres")
+    assert np.abs(merged - centres).max() > 1e-3  # the centres moved
+    assert ref["last_stats"]["loss"] == pytest.approx(pfc["last_stats"]["loss"], rel=1e-4)
+
+
+def test_sample_rate_half_trains_logs_and_resumes_exactly(faces, tmp_path):
+    kw = dict(ctx="cpu:0,cpu:1", batch_size=16, sample_rate=0.5, max_iters=6,
+              save_interval=3, loss_warmup_iters=0, warmup_iters=0, lr_mode="step")
+    full = train(_cfg(faces, tmp_path / "full", **kw))
+    with open(os.path.join(full["save_dir"], "log.txt")) as f:
+        log = f.read()
+    assert "sampled " in log and " MiB" in log
+    # at least half of each 30-class slice (more when the batch has more positives there)
+    assert 30 <= full["last_stats"]["sampled_classes"] <= 60
+    first = os.path.join(full["save_dir"], f"{TAG}-3.json")
+    again = train(_cfg(faces, tmp_path / "again", resume=first, **kw))
+    assert again["trained_iterations"] == 3
+    for suffix in (".params", ".states"):
+        _assert_same(_load(os.path.join(full["save_dir"], f"{TAG}-6{suffix}")),
+                     _load(os.path.join(again["save_dir"], f"{TAG}-6{suffix}")), atol=1e-6)
+    np.testing.assert_allclose(merge_classifier(again["save_dir"]),
+                               merge_classifier(full["save_dir"]), rtol=0, atol=1e-6)
+    with pytest.raises(ValueError, match="--resume .* do not fit"):
+        train(_cfg(faces, tmp_path / "bad", resume=first, **dict(kw, sample_rate=1.0)))

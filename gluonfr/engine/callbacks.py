@@ -119,10 +119,14 @@ class LogCallback(Callback):
         speed = iters * loop.global_batch / max(now - self._tick, 1e-9)
         self._tick, self._tick_iter = now, loop.iteration
         lr = loop.learning_rate
+        head = loop.head_stats()
+        extra = "" if head is None else (
+            f" sampled {head['sampled_classes']} classes head "
+            f"{head['head_bytes'] / 2 ** 20:.1f} MiB")
         loop.logger.info(
             f"iter {loop.iteration}/{loop.max_iters} epoch {loop.epoch} "
             f"loss {stats['loss']:.4f} acc {stats['accuracy']:.4f} "
-            f"speed {speed:.1f} samples/s lr {lr:.6g} [{loop.loss_name}]")
+            f"speed {speed:.1f} samples/s lr {lr:.6g} [{loop.loss_name}]{extra}")
         if self.pbar is not None:
             self.pbar.set_postfix(loss=f"{stats['loss']:.3f}", acc=f"{stats['accuracy']:.3f}",
                                   sps=f"{speed:.1f}", lr=f"{lr:.3g}", refresh=False)
@@ -132,7 +136,10 @@ class LogCallback(Callback):
             w.add_scalar("train/accuracy", stats["accuracy"], loop.iteration)
             w.add_scalar("train/samples_per_sec", speed, loop.iteration)
             w.add_scalar("train/lr", lr, loop.iteration)
-        loop.last_stats = dict(stats, speed=speed, lr=lr, iteration=loop.iteration)
+            for key, value in (head or {}).items():
+                w.add_scalar(f"train/{key}", value, loop.iteration)
+        loop.last_stats = dict(stats, speed=speed, lr=lr, iteration=loop.iteration,
+                               **(head or {}))
 
     def on_train_end(self, loop):
         if self.pbar is not None:

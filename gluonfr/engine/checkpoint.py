@@ -23,9 +23,12 @@ import json
 import os
 import re
 
+import numpy as np
+
+from ..nn.partial_fc import read_classifier_slices, shard_files
 from ..utils.fileio import atomic_open, atomic_paths, stale_temporaries
 
-__all__ = ["CheckpointManager", "find_checkpoint"]
+__all__ = ["CheckpointManager", "find_checkpoint", "merge_classifier"]
 
 FORMAT = "gluonfr-checkpoint/1"
 
@@ -90,6 +93,42 @@ def find_checkpoint(spec, save_dir, prefix=None):
     if not os.path.isfile(path):
         raise FileNotFoundError(f"--resume {spec}: no checkpoint description {path}")
     return read_meta(path)
+
+
+def merge_classifier(source):
+    """One (C, D) class-centre matrix from the slices a Partial FC run stored.
+
+    Parameters
+    ----------
+    source : str or sequence of str
+        A run folder (its latest checkpoint), a checkpoint ``.json`` or ``-head.params``
+        (with the ``.rank<r>`` files of the other workers beside it), or the classifier
+        files themselves.
+
+    Returns
+    -------
+    numpy.ndarray
+        (C, D) float32 rows in class order.
+
+    Raises
+    ------
+    ValueError
+        When the slices do not add up to the class count (a missing, overlapping or foreign
+        slice: the message names the file) or the checkpoint has no Partial FC classifier.
+    """
+    if isinstance(source, (list, tuple)):
+        files = list(source)
+    elif os.path.isdir(source):
+        files = shard_files(find_checkpoint("latest", source)["paths"]["head"])
+    elif str(source).endswith(".json"):
+        files = shard_files(read_meta(source)["paths"]["head"])
+    elif os.path.isfile(source):
+        files = shard_files(source)
+    else:
+        raise FileNotFoundError(f"merge_classifier: {source} is neither a run folder nor a "
+                                "checkpoint or classifier file")
+    slices = read_classifier_slices(files)
+    return np.concatenate([s["weight"] for s in slices]).astype(np.float32, copy=False)
 
 
 class CheckpointManager:

@@ -71,6 +71,15 @@ class TrainConfig:
         identities x ``pk_k`` images (:class:`gluonfr.data.PKSampler`, for triplet losses);
         ``pk_p * pk_k`` must be the global batch and each device's share a multiple of
         ``pk_k``.
+    partial_fc : bool
+        Train the class centres as :class:`gluonfr.nn.PartialFC`: sliced over the devices
+        (and workers), the softmax combined across slices, row-wise SGD on the sampled rows.
+        Implied by ``sample_rate < 1``. Needs a margin head of softmax form (arcface,
+        cosface, combined, normface) and ``optimizer = "sgd"``; runs whole batches.
+    sample_rate : float
+        Fraction of each slice's classes a step uses (positives always kept, the rest
+        uniform negatives), ``0 < r <= 1``; 1.0 without ``partial_fc`` is the replicated
+        :class:`gluonfr.nn.NormDense` head.
     loss_warmup_iters : int
         The first N iterations use the margin-free scaled cosine softmax (NormFace, s*cos), then
         the chosen loss takes over in the same run (gluon-face's MobileFaceNet recipe).
@@ -182,6 +191,8 @@ class TrainConfig:
     margin_m1: float = 1.0
     margin_m2: float = 0.3
     margin_m3: float = 0.2
+    partial_fc: bool = False
+    sample_rate: float = 1.0
     loss_warmup_iters: int = 0
     data_dir: str = os.path.join("data", "faces_emore")
     batch_size: int = 64
@@ -290,6 +301,20 @@ class TrainConfig:
                 self.micro_batch < 0
                 or (self.micro_batch and self.batch_size % self.micro_batch)):
             bad("micro_batch", f"None, 0 or a divisor of batch_size={self.batch_size}")
+        if not 0.0 < self.sample_rate <= 1.0:
+            bad("sample_rate", "a fraction in (0, 1]")
+        if self.uses_partial_fc:
+            if self.optimizer != "sgd":
+                bad("optimizer", "sgd with --partial-fc / --sample-rate < 1 (the class "
+                    "centres take a row-wise SGD update)")
+            if self.clip_grad:
+                bad("clip_grad", "0 with --partial-fc / --sample-rate < 1 (the class centres "
+                    "are updated outside the clipped gradient)")
+            if self.aux_loss is not None:
+                bad("aux_loss", "None with --partial-fc / --sample-rate < 1")
+            if self.chunks_per_device() > 1:
+                bad("micro_batch", "0 with --partial-fc / --sample-rate < 1 (one sampled "
+                    "softmax per batch)")
         if self.keep_last < 1:
             bad("keep_last", "at least 1")
         if self.max_iters == 0 and self.epochs == 0:
@@ -334,16 +359,22 @@ class TrainConfig:
         """
         return any(c.device_type == "gpu" for c in self.contexts())
 
+    @property
+    def uses_partial_fc(self):
+        """Whether the head is :class:`gluonfr.nn.PartialFC` (``partial_fc`` or r < 1)."""
+        return bool(self.partial_fc) or self.sample_rate < 1.0
+
     def chunks_per_device(self):
         """Micro-batches each device's batch runs as: ``batch_size / micro_batch``.
 
-        ``micro_batch=None`` chooses: on GPUs 1 (whole batches); on CPUs chunks of the
+        ``micro_batch=None`` chooses: on GPUs and with Partial FC 1 (whole batches); on
+        CPUs chunks of the
         largest divisor of ``batch_size`` between 8 and :data:`CPU_MICRO_BATCH`, and whole
         batches when there is none (BatchNorm over fewer than 8 samples is too noisy).
         """
         if self.micro_batch is not None:
             return self.batch_size // self.micro_batch if self.micro_batch else 1
-        if self.uses_gpu or self.batch_size <= CPU_MICRO_BATCH:
+        if self.uses_gpu or self.uses_partial_fc or self.batch_size <= CPU_MICRO_BATCH:
             return 1
         for size in range(CPU_MICRO_BATCH, 7, -1):
             if self.batch_size % size == 0:
@@ -579,6 +610,10 @@ def add_arguments(parser):
         help="extra term beside the head: " + ", ".join(get_loss_list("auxiliary")))
     add("aux_kwargs", "--aux-kwargs", type=parse_kwargs, metavar="NAME=VALUE,...",
         help="arguments of the extra term, e.g. lamda=0.01 or margin=0.3,mining=batch_all")
+    toggle("partial_fc", "--partial-fc", "class centres sliced over the devices and workers "
+           "(PartialFC; implied by --sample-rate < 1)", "replicated NormDense head (default)")
+    add("sample_rate", "--sample-rate", type=float, metavar="R",
+        help="Partial FC: fraction of each slice's classes per step (default: %(default)s)")
     add("loss_warmup_iters", "--loss-warmup-iters", type=int,
         help="the first N iterations train with NormFace (s*cos), then --loss")
     add("pretrained_backbone", "--pretrained-backbone", metavar="NAME[:TAG]|PATH",

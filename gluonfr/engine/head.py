@@ -7,7 +7,7 @@ back to the host.
 import inspect
 
 import mxnet as mx
-from mxnet.gluon import HybridBlock, nn
+from mxnet.gluon import Block, HybridBlock, nn
 
 from ..loss import (
     NormFaceLoss,
@@ -17,9 +17,11 @@ from ..loss import (
     get_loss_list,
     loss_kind,
 )
-from ..nn import NormDense
+from ..nn import NormDense, PartialFC, check_partial_fc_loss
+from ..nn.partial_fc import shard_files, worker_file
 
-__all__ = ["TrainHead", "build_heads", "loss_kwargs"]
+__all__ = ["TrainHead", "PartialFCHead", "build_heads", "build_partial_fc_heads",
+           "loss_kwargs"]
 
 
 class TrainHead(HybridBlock):
@@ -185,4 +187,71 @@ def build_heads(cfg, num_classes, embedding_size):
                              f"combined, ...); --loss {cfg.loss} has none")
         warmup = TrainHead(classifier, NormFaceLoss(s=cfg.margin_s or 64.0, check_label=False),
                            half=half, aux=aux, prefix="head_")
+    return main, warmup
+
+
+class PartialFCHead(Block):
+    """The head of one training phase when the class centres are a :class:`PartialFC`.
+
+    Holds the (shared) ``pfc`` and the phase's margin ``loss``; it has no Gluon parameters
+    (the centres and their momentum live in ``pfc`` and are updated by it, row-wise), so the
+    backbone's ``Trainer`` and kvstore never see the classifier. Checkpoints go through
+    :meth:`save_parameters` / :meth:`load_parameters`: each worker writes its own slices
+    (:func:`gluonfr.nn.partial_fc.worker_file`) and a resume reads every worker's file,
+    whatever the sharding that wrote them.
+    """
+
+    def __init__(self, pfc, loss, **kwargs):
+        super().__init__(**kwargs)
+        check_partial_fc_loss(loss)
+        self.pfc = pfc
+        self.loss = loss
+
+    def forward(self, *args):
+        raise TypeError("PartialFCHead is driven by the training loop: "
+                        "pfc.forward_backward(embeddings, labels, loss)")
+
+    def initialize(self, *args, **kwargs):
+        """Nothing to do: :class:`PartialFC` initialises its slices when built."""
+
+    def save_parameters(self, filename, deduplicate=False):
+        """This worker's slices, to ``worker_file(filename, rank)``."""
+        self.pfc.save_parameters(worker_file(str(filename), self.pfc.rank))
+
+    def load_parameters(self, filename, ctx=None, **kwargs):
+        """Every worker's slices of the checkpoint whose rank-0 head file is ``filename``."""
+        self.pfc.load_parameters(shard_files(str(filename)))
+
+
+def build_partial_fc_heads(cfg, num_classes, embedding_size, ctx, collective=None):
+    """The heads of a Partial FC run: ``(main, warmup)``, sharing one :class:`PartialFC`.
+
+    Parameters
+    ----------
+    cfg : TrainConfig
+        ``loss`` must be a margin head of softmax form (arcface, cosface, combined,
+        normface); ``sample_rate`` and ``seed`` go to the block.
+    num_classes, embedding_size : int
+    ctx : list of Context
+        This process's devices, one slice each.
+    collective : Collective, optional
+        The workers of a distributed run (``None``: one process).
+    """
+    kw = loss_kwargs(cfg, num_classes, embedding_size)
+    kw["check_label"] = False
+    try:
+        loss = get_loss(cfg.loss, **kw)
+    except TypeError as err:
+        raise ValueError(f"--loss {cfg.loss}: {err}") from None
+    try:
+        check_partial_fc_loss(loss)
+    except ValueError as err:
+        raise ValueError(f"--loss {cfg.loss} with --partial-fc / --sample-rate: {err}") from None
+    pfc = PartialFC(num_classes, embedding_size, sample_rate=cfg.sample_rate, ctx=ctx,
+                    collective=collective, seed=cfg.seed, prefix="fc7_")
+    main = PartialFCHead(pfc, loss, prefix="head_")
+    warmup = None
+    if cfg.loss_warmup_iters > 0:
+        warmup = PartialFCHead(pfc, NormFaceLoss(s=cfg.margin_s or 64.0, check_label=False),
+                               prefix="head_")
     return main, warmup

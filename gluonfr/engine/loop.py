@@ -38,7 +38,7 @@ from .callbacks import (
 from .checkpoint import CheckpointManager, find_checkpoint
 from .config import TrainConfig
 from .distributed import DistGradientReducer, StepWatchdog, create_kvstore
-from .head import build_heads
+from .head import PartialFCHead, build_heads, build_partial_fc_heads
 from .optim import (
     clip_global_norm,
     count_skipped_update,
@@ -224,7 +224,8 @@ class TrainLoop:
         """The backbone (given, built, or from stored weights), the heads, hybridization.
 
         Needs ``ctx``, ``num_classes``. Sets ``backbone``, ``embedding_size``, ``main_head``,
-        ``warmup_head``.
+        ``warmup_head``, ``pfc`` (the :class:`gluonfr.nn.PartialFC` of both heads, or
+        ``None`` for the replicated head).
         """
         cfg = self.cfg
         stored = None  # (arch, constructor kwargs, verified file) of stored weights
@@ -244,8 +245,19 @@ class TrainLoop:
         if cfg.pretrained_backbone and resume is None:
             # released models carry no classifier: the head below starts fresh either way
             self._load_backbone(stored[2] if stored else cfg.pretrained_backbone)
-        self.main_head, self.warmup_head = build_heads(cfg, self.num_classes,
-                                                       self.embedding_size)
+        if cfg.uses_partial_fc:
+            collective = None
+            if self.num_kv_workers > 1:
+                from .collective import Collective
+
+                collective = Collective(self.kv)
+            self.main_head, self.warmup_head = build_partial_fc_heads(
+                cfg, self.num_classes, self.embedding_size, self.ctx, collective)
+            self.pfc = self.main_head.pfc
+        else:
+            self.main_head, self.warmup_head = build_heads(cfg, self.num_classes,
+                                                           self.embedding_size)
+            self.pfc = None
         self.main_head.initialize(mx.init.Xavier(), ctx=self.ctx)
         if cfg.hybridize:
             # static_alloc/static_shape pay off on GPUs; on CPU they cost peak memory for no
@@ -450,6 +462,10 @@ class TrainLoop:
             "wd_mult": self.wd_mults, "config": self.cfg.to_dict(), "time": time.time(),
             "loss_scaler": loss_scaler_state(self.trainer), "amp_skipped_steps": self.amp_skipped,
         }
+        if self.pfc is not None:  # any sharding resumes it; this is what wrote it
+            meta["partial_fc"] = {"classes": self.pfc.classes, "shards": self.pfc.num_shards,
+                                  "sample_rate": self.pfc.sample_rate,
+                                  "num_update": self.pfc.num_update}
         path = self.checkpoints.save(self.iteration, self.backbone, self.main_head,
                                      lambda p: save_optimizer_states(self.trainer, p), meta)
         self.last_checkpoint = path
@@ -501,9 +517,22 @@ class TrainLoop:
         """Raise :class:`NonFiniteLossError` if any trained parameter holds NaN / inf."""
         ctx = self.ctx[0]
         norms = [p.data(ctx).norm() for p in self.params.values() if p.grad_req != "null"]
+        if self.pfc is not None:
+            norms += [w.norm().as_in_context(ctx) for w in self.pfc.weight]
         total = float(mx.nd.add_n(*norms).asscalar()) if norms else 0.0
         if not math.isfinite(total):
             self._stop_non_finite(self.iteration, total, what="the parameters' norm")
+
+    def head_stats(self):
+        """Partial FC: the last step's sampled classes and the head's memory, else ``None``.
+
+        ``sampled_classes`` counts this worker's slices; ``head_bytes`` is their centres,
+        momentum and sampled (global batch x sampled) logits.
+        """
+        if self.pfc is None or self.pfc.last_num_sampled is None:
+            return None
+        return {"sampled_classes": int(self.pfc.last_num_sampled),
+                "head_bytes": int(self.pfc.memory_bytes(self.global_batch))}
 
     # -- the loop ------------------------------------------------------------------------------
     def _batches(self):
@@ -519,8 +548,11 @@ class TrainLoop:
 
     def step(self, data, label):
         """One optimiser step on a batch (no host synchronisation)."""
-        check_labels(label, self.num_classes)  # host array: no device wait
+        labels = check_labels(label, self.num_classes)  # host array: no device wait
         head = self.head
+        if isinstance(head, PartialFCHead):
+            self._step_partial_fc(head, data, labels)
+            return
         if self.chunks > 1:
             self.params.zero_grad()  # one reset_arrays operator per device
         outs = []
@@ -547,6 +579,37 @@ class TrainLoop:
             sums = [tuple(mx.nd.add_n(*q) for q in zip(*sums[i::d])) for i in range(d)]
         self._pending.append((self.iteration + 1, sums))
 
+    def _step_partial_fc(self, head, data, labels):
+        """The step with a :class:`PartialFC` head: backbone forward on every device, the
+        sharded softmax and its gradients, the backbone's backward, both updates."""
+        xs = gluon.utils.split_and_load(data, self.ctx, even_split=True)
+        with autograd.record():
+            embs = [self.backbone(x) for x in xs]
+        scaler = getattr(self.trainer, "_amp_loss_scaler", None)
+        scale = scaler.loss_scale if scaler is not None else 1.0
+        losses, hits, grads = self.pfc.forward_backward(embs, labels, head.loss,
+                                                        embedding_grad_scale=scale)
+        if scaler is not None:
+            from mxnet.contrib import amp
+
+            # sets the trainer's unscaling for this step; the gradients carry `scale` already
+            with amp.scale_loss(losses, self.trainer):
+                autograd.backward(embs, head_grads=grads)
+        else:
+            autograd.backward(embs, head_grads=grads)
+        self._update()
+        self._pending.append((self.iteration + 1, [(v.sum(), h.sum())
+                                                   for v, h in zip(losses, hits)]))
+
+    def _update_partial_fc(self, skipped):
+        """Row-wise SGD of the sampled class centres, at the lr the backbone's step used."""
+        if skipped:
+            self.pfc.discard_step()
+            return
+        cfg = self.cfg
+        self.pfc.update(self.learning_rate * cfg.head_lr_mult, cfg.wd * cfg.head_wd_mult,
+                        cfg.momentum, rescale_grad=1.0 / self.global_batch)
+
     def _update(self):
         """All-reduce, clip (``--clip-grad``) and apply the gradients; count AMP skips."""
         trainer, cfg = self.trainer, self.cfg
@@ -565,7 +628,10 @@ class TrainLoop:
                 clip_global_norm(list(self.params.values()), cfg.clip_grad,
                                  self.global_batch * scale)
             trainer.update(self.global_batch)
-        if scaler is not None and trainer.optimizer.num_update == before:
+        skipped = scaler is not None and trainer.optimizer.num_update == before
+        if self.pfc is not None:
+            self._update_partial_fc(skipped)
+        if skipped:
             # the scaler found inf/NaN gradients and MXNet skipped the update
             count_skipped_update(trainer.optimizer)
             self.amp_skipped += 1

@@ -13,6 +13,8 @@ infinite ``d sin / d cos`` there; everywhere else it is exact).
 """
 import math
 
+from mxnet import nd
+
 from .base import SoftmaxHeadLoss
 from .labels import guard_labels
 from .registry import register_loss
@@ -143,13 +145,42 @@ class CombinedMarginLoss(SoftmaxHeadLoss):
             target = F.cos(_arccos(F, c) * self._m1 + self._m2)
         return target - self._m3 if self._m3 else target
 
+    def _margin_logits(self, F, cos, index, valid, num_classes):
+        """Scaled logits with the margin on each valid row's label column."""
+        logits = cos * self._s
+        if self._has_margin():
+            picked = F.pick(cos, index, axis=-1)
+            # an invalid row's index is 0 (a real cosine, so no NaN): it keeps s*cos there
+            target = F.where(valid, self._target(F, picked), picked) * self._s
+            logits = _replace_target(F, logits, target, index, num_classes)
+        return logits
+
+    def margin_logits(self, cos, label):
+        """The scaled, margin-adjusted logits this loss would feed its softmax (imperative).
+
+        For a classifier split into class slices (:class:`gluonfr.nn.PartialFC`): a label
+        outside ``[0, C)`` of this slice (e.g. -1, "the positive lives in another slice")
+        gets no margin and no NaN, its row is just ``s * cos``. Differentiable in ``cos``.
+
+        Parameters
+        ----------
+        cos : NDArray
+            (N, C) cosines (float32 or float64).
+        label : NDArray
+            (N,) class ids in this slice, or -1 where the positive is elsewhere.
+
+        Returns
+        -------
+        NDArray
+            (N, C) logits, ``cos``'s dtype.
+        """
+        index, valid, num_classes = guard_labels(nd, label, cos)
+        return self._margin_logits(nd, cos, index, valid, num_classes)
+
     def hybrid_forward(self, F, cos_logits, label, sample_weight=None):
         cos = self._to_compute_dtype(F, cos_logits)
         index, valid, num_classes = guard_labels(F, label, cos)
-        logits = cos * self._s
-        if self._has_margin():
-            target = self._target(F, F.pick(cos, index, axis=-1)) * self._s
-            logits = _replace_target(F, logits, target, index, num_classes)
+        logits = self._margin_logits(F, cos, index, valid, num_classes)
         return self._cross_entropy(F, logits, index, valid, sample_weight)
 
     def __repr__(self):
