@@ -31,9 +31,6 @@ from .norm_dense import l2_normalize
 __all__ = ["PartialFC", "check_partial_fc_loss", "read_classifier_slices", "shard_files",
            "shard_range", "worker_file"]
 
-#: float32 holds every integer below 2**24 exactly: the class ids gathered across workers
-_FLOAT_EXACT = 2 ** 24
-
 
 def shard_range(classes, num_shards, shard):
     """``(start, num_local)`` of shard ``shard`` of ``num_shards`` over ``classes`` rows.
@@ -160,7 +157,7 @@ class PartialFC(Block):
         ``gluonfr.engine.collective.Collective`` of a distributed job; ``None`` is one
         process (rank 0 of 1). Per multi-shard step :meth:`forward_backward` makes these
         calls on it, in this order: ``all_gather(embeddings)`` (n, D), ``all_gather(labels)``
-        (n,) float32, ``all_reduce(maxima, 'max')`` (2, N), ``all_reduce(sums, 'sum')`` (3, N),
+        (n,) int32, ``all_reduce(maxima, 'max')`` (2, N), ``all_reduce(sums, 'sum')`` (3, N),
         ``all_reduce(embedding gradient, 'sum')`` (N, D), with n the worker's batch and N the
         global batch (every worker must have the same n). Nothing else crosses workers: each
         worker's slice never goes through a parameter server.
@@ -207,9 +204,8 @@ class PartialFC(Block):
         if self.classes < self.num_shards:
             raise ValueError(f"PartialFC: {self.classes} classes cannot be split over "
                              f"{self.num_shards} shards")
-        if self.num_workers > 1 and self.classes > _FLOAT_EXACT:
-            raise ValueError(f"PartialFC: {self.classes} classes: labels gathered as float32 "
-                             f"are exact only below {_FLOAT_EXACT}")
+        if self.classes >= 2 ** 31:
+            raise ValueError(f"PartialFC: {self.classes} classes: class ids travel as int32")
         self.seed = int(seed)
         self.num_update = 0
         init = weight_initializer or mx.init.Normal(0.01)
@@ -349,8 +345,9 @@ class PartialFC(Block):
         host = isinstance(labels, np.ndarray)
         if coll is not None and self.num_workers > 1:
             x = coll.all_gather(x)
-            y = coll.all_gather(nd.array(_host_labels(labels, self.classes) if host else
-                                         labels, ctx=home, dtype="float32"))
+            y = coll.all_gather(nd.array(_host_labels(labels, self.classes), ctx=home,
+                                         dtype="int32") if host else
+                                labels.as_in_context(home).astype("int32"))
             host = False
         else:
             y = labels
@@ -369,9 +366,9 @@ class PartialFC(Block):
             xd = x.as_in_context(c)
             xd.attach_grad()
             if sampled is None:
-                yd = y.as_in_context(c).astype("float32")
+                yd = y.as_in_context(c).astype("float64")  # exact for any class id
                 inside = (yd >= start) * (yd < start + num)
-                local = nd.where(inside, yd - start, -nd.ones_like(yd))
+                local = nd.where(inside, yd - start, -nd.ones_like(yd)).astype("float32")
                 index = None
             else:
                 index, local_np = sampled[d]
