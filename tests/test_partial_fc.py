@@ -359,3 +359,23 @@ def test_margin_logits_leave_rows_without_a_positive_alone(name):
     valid = [0, 1, 3, 5]
     _, logits = loss(cos[valid], label[valid])  # what the loss itself feeds its softmax
     np.testing.assert_allclose(out[valid], logits.asnumpy(), rtol=1e-6)
+
+
+def test_float16_embeddings_meet_a_float32_classifier_and_softmax():
+    x, y = _batches(1, seed=8)[0]
+    loss = ArcFaceLoss(s=64.0, m=0.5)
+    runs = {}
+    for dtype in ("float32", "float16"):
+        pfc = PartialFC(C, D, ctx=_ctx(2))
+        pfc.set_full_weight(_centres())
+        embs = [nd.array(p, ctx=c, dtype=dtype) for p, c in zip(np.split(x, 2), pfc.ctx)]
+        losses, _, grads = pfc.forward_backward(embs, y, loss, embedding_grad_scale=1024.0)
+        pfc.update(LR, WD, MOM, rescale_grad=1.0 / N)
+        assert all(g.dtype == np.dtype(dtype) for g in grads)  # back in the backbone's dtype
+        assert all(w.dtype == np.float32 for w in pfc.weight) and losses[0].dtype == np.float32
+        runs[dtype] = (np.concatenate([v.asnumpy() for v in losses]),
+                       np.concatenate([g.asnumpy().astype(np.float64) for g in grads]))
+    # the float16 inputs are rounded to ~1e-3 relative; everything after them is float32
+    np.testing.assert_allclose(runs["float16"][0], runs["float32"][0], rtol=2e-3, atol=2e-2)
+    g32 = runs["float32"][1]
+    np.testing.assert_allclose(runs["float16"][1], g32, rtol=0, atol=5e-3 * np.abs(g32).max())

@@ -176,7 +176,24 @@ class PartialFC(Block):
     Several shards: :meth:`forward_backward` with a margin loss that has
     ``margin_logits`` (the heads of :class:`gluonfr.loss.CombinedMarginLoss`: arcface,
     cosface, combined, normface), then ``autograd.backward(embeddings, grads)``, then
-    :meth:`update`.
+    :meth:`update`. A step waits for the host only when ``sample_rate < 1`` and the labels
+    come from other workers (the sample is drawn on the host from the gathered labels).
+
+    Examples
+    --------
+    >>> ctx = [mx.cpu(0), mx.cpu(1)]
+    >>> pfc = PartialFC(1000, 16, sample_rate=0.1, ctx=ctx)
+    >>> loss = gluonfr.loss.ArcFaceLoss()
+    >>> x = [mx.nd.random.normal(shape=(4, 16), ctx=c) for c in ctx]
+    >>> for e in x:
+    ...     e.attach_grad()
+    >>> with autograd.record():
+    ...     emb = [e * 1 for e in x]      # the backbone's output
+    >>> losses, hits, grads = pfc.forward_backward(emb, np.arange(8), loss)
+    >>> autograd.backward(emb, head_grads=grads)   # the backbone's backward
+    >>> pfc.update(lr=0.1, wd=5e-4, momentum=0.9, rescale_grad=1 / 8)
+    >>> pfc.last_num_sampled, [r for r in pfc.ranges]
+    (100, [(0, 500), (500, 500)])
     """
 
     def __init__(self, classes, in_units, sample_rate=1.0, ctx=None, dtype="float32",
