@@ -368,7 +368,8 @@ class PartialFC(Block):
             host = False
         else:
             y = labels
-        if x.shape[0] != self.num_workers * sum(sizes):
+        n_all = x.shape[0]
+        if n_all != self.num_workers * sum(sizes):
             raise ValueError(f"PartialFC.forward_backward: the gathered batch has {x.shape[0]} "
                              f"rows, not {self.num_workers} workers x {sum(sizes)}: every "
                              "worker needs the same batch size")
@@ -415,10 +416,15 @@ class PartialFC(Block):
         hit = sums[2] >= maxima[1]
         grads = []
         for s in shard:
-            total = sums[0].as_in_context(s["x"].context).reshape((-1, 1))
-            onehot = nd.one_hot(s["pick"], s["rows"].shape[0], dtype=self.dtype)
-            grad = nd.broadcast_div(s["exp"], total) - nd.broadcast_mul(
-                onehot, s["valid"].reshape((-1, 1)).astype(self.dtype))
+            c = s["x"].context
+            # d loss / d logits = p - onehot, built in the exponentials' buffer: no other
+            # (N, K) array; the positive's entry (in its own shard only) is scattered in place
+            grad = s["exp"]
+            nd.broadcast_div(grad, sums[0].as_in_context(c).reshape((-1, 1)), out=grad)
+            rows = nd.arange(n_all, ctx=c, dtype="int64") * s["rows"].shape[0]
+            at = rows + s["pick"].astype("int64")
+            flat = grad.reshape((-1,))
+            flat[at] = flat.take(at) - s["valid"].astype(self.dtype)
             s["logits"].backward(grad * scale if scale != 1.0 else grad)
             grads.append(s["x"].grad.as_in_context(home))
         dx = nd.add_n(*grads) if len(grads) > 1 else grads[0]
