@@ -1,6 +1,7 @@
 """gluonfr.engine.collective: the single-process collective, argument errors, and every
 operation of two workers on loopback (MXNet's launcher, 2 servers, arrays above the big-array
-bound split over them) against numpy.
+bound split over them) against numpy; in the same job, gluonfr.nn.PartialFC with each worker
+holding half the classes against one process with the whole batch.
 
 This file is also the workers' program: ``python test_collective.py worker OUT``.
 """
@@ -9,7 +10,12 @@ import sys
 
 import gluonfr  # noqa: F401  (before mxnet; in scheduler/server roles it runs the service)
 
+import mxnet as mx  # noqa: E402
+import numpy as np  # noqa: E402
+
 HERE = os.path.dirname(os.path.abspath(__file__))
+#: Partial FC: sample rate 1 (model parallel) and 0.5 (sampled), three steps each
+SAMPLE_RATES, PFC_STEPS = (1.0, 0.5), 3
 
 # (name, shape, dtype) of the arrays each worker all-gathers; values from _rank_array
 GATHERED = [("emb", (3, 4), "float32"), ("emb_last", (2, 4), "float32"),
@@ -21,8 +27,6 @@ REDUCED = [("sum", (5, 7), "float32"), ("isum", (4,), "int32"), ("big_sum", (150
 
 def _rank_array(name, shape, dtype, rank):
     """The array worker ``rank`` sends (distinct per rank, negatives, exact big labels)."""
-    import numpy as np
-
     rng = np.random.RandomState(sum(map(ord, name)) * 101 + rank)
     if dtype == "int64":  # beyond float64's exact integers
         return rng.randint(-2**62, 2**62, size=shape, dtype=np.int64)
@@ -53,6 +57,7 @@ def _worker(out_dir):
     # a second round on the same keys: results of this round, not an accumulation
     x = mx.nd.array(_rank_array("sum", (5, 7), "float32", coll.rank + 10))
     res["reduce_sum_again"] = coll.all_reduce(x).asnumpy()
+    res.update(_partial_fc_steps(coll))
     # an optimizer on the servers turns pushes into updates: a new Collective must refuse
     kv.set_optimizer(mx.optimizer.SGD(learning_rate=0.5))
     try:
@@ -63,14 +68,36 @@ def _worker(out_dir):
     np.savez(os.path.join(out_dir, f"rank{coll.rank}.npz"), **res)
 
 
+def _partial_fc_steps(coll):
+    """Each worker holds half the classes and half of each global batch of
+    test_partial_fc's steps; its losses, embedding gradients and slice after each step."""
+    from gluonfr.loss import ArcFaceLoss
+    from gluonfr.nn import PartialFC
+
+    import test_partial_fc as ref
+
+    half = slice(coll.rank * ref.N // 2, (coll.rank + 1) * ref.N // 2)
+    out = {}
+    for rate in SAMPLE_RATES:
+        pfc = PartialFC(ref.C, ref.D, sample_rate=rate, collective=coll)
+        pfc.set_full_weight(ref._centres())
+        out[f"pfc{rate}_range"] = np.array(pfc.ranges[0])
+        for step, (x, y) in enumerate(ref._batches(PFC_STEPS, seed=21)):
+            losses, _, grads = pfc.forward_backward([mx.nd.array(x[half])], y[half],
+                                                    ArcFaceLoss(s=64.0, m=0.5))
+            pfc.update(ref.LR, ref.WD, ref.MOM, rescale_grad=1.0 / ref.N)
+            out[f"pfc{rate}_{step}"] = np.concatenate(
+                [losses[0].asnumpy()[:, None], grads[0].asnumpy()], axis=1)
+            out[f"pfc{rate}_{step}_w"] = pfc.full_weight()
+    return out
+
+
 if __name__ == "__main__" and len(sys.argv) == 3 and sys.argv[1] == "worker":
     _worker(sys.argv[2])
     sys.exit(0)
 
 from gluonfr.engine.collective import Collective  # noqa: E402
 
-import mxnet as mx  # noqa: E402
-import numpy as np  # noqa: E402
 import pytest  # noqa: E402
 from dist_launch import run_loopback_job  # noqa: E402
 
@@ -140,3 +167,39 @@ def test_two_workers_gather_and_reduce_like_numpy(tmp_path):
         np.testing.assert_array_equal(res["reduce_sum_again"], again)
         assert "came back as" in str(res["refused"]) and "update_on_kvstore=False" in str(
             res["refused"])
+    _check_partial_fc(ranks)
+
+
+def _check_partial_fc(ranks):
+    """Two workers holding half the classes each = one process with the whole batch: the
+    replicated head at rate 1; at rate 0.5 the same two shards as two devices of one
+    process (the same samples: shard = rank * devices + device)."""
+    from gluonfr.loss import ArcFaceLoss
+    from gluonfr.nn import PartialFC, shard_range
+
+    import test_partial_fc as ref
+
+    steps = ref._batches(PFC_STEPS, seed=21)
+    loss = ArcFaceLoss(s=64.0, m=0.5)
+    replicated = ref._replicated(loss, steps)
+    two_devices = PartialFC(ref.C, ref.D, sample_rate=0.5, ctx=ref._ctx(2))
+    two_devices.set_full_weight(ref._centres())
+    for r, res in enumerate(ranks):
+        assert tuple(res["pfc1.0_range"]) == shard_range(ref.C, 2, r)
+    for step, (x, y) in enumerate(steps):
+        sampled = ref._sharded_step(two_devices, loss, x, y)
+        for rate, (want_loss, want_grad, want_w) in (
+                (1.0, replicated[step]), (0.5, (sampled[0], sampled[1],
+                                                two_devices.full_weight()))):
+            got = np.concatenate([res[f"pfc{rate}_{step}"] for res in ranks])
+            weight = np.concatenate([res[f"pfc{rate}_{step}_w"] for res in ranks])
+            what = f"rate {rate}, step {step}"
+            np.testing.assert_allclose(got[:, 0], want_loss, rtol=1e-5, atol=1e-5, err_msg=what)
+            np.testing.assert_allclose(got[:, 1:], want_grad, rtol=0,
+                                       atol=1e-5 * np.abs(want_grad).max(), err_msg=what)
+            np.testing.assert_allclose(weight, want_w, rtol=0, atol=1e-5 * np.abs(want_w).max(),
+                                       err_msg=what)
+    # sampling really happened at 0.5: some centres were left as they started
+    start = ref._centres()
+    final = np.concatenate([res[f"pfc0.5_{PFC_STEPS - 1}_w"] for res in ranks])
+    assert 0 < (final == start).all(axis=1).sum() < ref.C
