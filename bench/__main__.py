@@ -14,7 +14,7 @@ import traceback
 from bench.common import BENCH_DIR, format_value, machine_info, merge_rows
 
 ALL = ["counts", "inference", "heads", "train_step", "threads", "data", "verification",
-       "learning", "ijb", "startup", "detect", "import_time"]
+       "learning", "ijb", "startup", "detect", "import_time", "partial_fc"]
 
 
 def write_results(results, json_path, md_path):
