@@ -276,6 +276,27 @@ def test_other_recipes_give_valid_configs(name, model, loss):
         assert cfg.lr_steps == [100000, 160000, 220000] and cfg.wd == 5e-4
 
 
+@pytest.mark.parametrize("name,rate,classes_note", [
+    ("iresnet100-cosface-glint360k.sh", 0.1, "360,232"),
+    ("iresnet100-cosface-webface42m.sh", 0.2, "2,059,906")])
+def test_partial_fc_recipes(name, rate, classes_note):
+    # arcface_torch's glint360k_r100 / wf42m_pfc02_r100: CosFace 0.4, 128 x 8 GPUs, lr 0.1
+    # poly over 20 epochs, with the class centres as a sampled PartialFC
+    cfg = _recipe_config(name)
+    assert (cfg.model, cfg.loss, cfg.margin_s, cfg.margin_m) == ("iresnet100", "cosface", 64.0,
+                                                                0.4)
+    assert cfg.uses_partial_fc and cfg.sample_rate == rate
+    assert cfg.batch_size * len(cfg.contexts()) == 1024
+    assert (cfg.optimizer, cfg.lr, cfg.lr_mode, cfg.lr_power, cfg.epochs) == ("sgd", 0.1, "poly",
+                                                                              2.0, 20)
+    assert cfg.wd == (1e-4 if "glint" in name else 5e-4)
+    with open(os.path.join(REPO, "gluonfr", "engine", "recipes",
+                           name.replace(".sh", ".toml"))) as f:
+        assert f"({classes_note} identities" in f.read()
+    cfg = _recipe_config(name, ["--kvstore", "dist_device_sync"], SAMPLE_RATE="0.3", GPUS="0,1")
+    assert (cfg.sample_rate, cfg.kvstore, cfg.ctx_spec) == (0.3, "dist_device_sync", "gpu:0,gpu:1")
+
+
 def test_input_size_reaches_the_model_and_the_loader(faces, tmp_path):
     # MobileFaceNet at 32x32: the loader resizes the 112 px faces, the GDC kernel is 2x2
     res = train(_cfg(faces, tmp_path, model="mobilefacenet", input_size=32, batch_size=8,
