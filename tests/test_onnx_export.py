@@ -87,13 +87,16 @@ _GLUONFACE_HEAVY = {"gluonface_l_se_resnet50v2", "gluonface_l_se_resnet101v2",
 @pytest.mark.parametrize("name", [n for n in get_model_list() if n not in _GLUONFACE_HEAVY])
 def test_every_registered_model_exports_with_parity(name, tmp_path):
     mx.random.seed(0)
-    net = get_model(name)
-    _calibrate_batchnorm(net, np.random.RandomState(5).uniform(0, 255, (8, 3, 112, 112)))
-    path = export_onnx(net, str(tmp_path / f"{name}.onnx"))
+    # the deeper IR-ResNets repeat iresnet18's units (tested at 112 px): at 64 px their graph
+    # is the same but for the final map, at a quarter of the CI time
+    size = 64 if "iresnet" in name and name != "iresnet18" else 112
+    net = get_model(name, input_size=size) if size != 112 else get_model(name)
+    _calibrate_batchnorm(net, np.random.RandomState(5).uniform(0, 255, (8, 3, size, size)))
+    path = export_onnx(net, str(tmp_path / f"{name}.onnx"), input_shape=(1, 3, size, size))
     sess = ort.InferenceSession(path, providers=["CPUExecutionProvider"])
     rng = np.random.RandomState(2)
     for batch in (1, 4):
-        x = rng.uniform(0, 255, size=(batch, 3, 112, 112)).astype(np.float32)
+        x = rng.uniform(0, 255, size=(batch, 3, size, size)).astype(np.float32)
         ours = net(mx.nd.array(x)).asnumpy()
         theirs = sess.run(None, {"data": x})[0]
         assert theirs.shape == ours.shape == (batch, net.embedding_size)
