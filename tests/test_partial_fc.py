@@ -379,3 +379,26 @@ def test_float16_embeddings_meet_a_float32_classifier_and_softmax():
     np.testing.assert_allclose(runs["float16"][0], runs["float32"][0], rtol=2e-3, atol=2e-2)
     g32 = runs["float32"][1]
     np.testing.assert_allclose(runs["float16"][1], g32, rtol=0, atol=5e-3 * np.abs(g32).max())
+
+
+def test_checkpoints_of_a_sliced_head_keep_and_prune_every_workers_file(tmp_path):
+    from gluonfr.engine.checkpoint import CheckpointManager
+    from gluonfr.engine.head import PartialFCHead
+
+    net = gluon.nn.Dense(2, in_units=3)
+    net.initialize()
+    manager = CheckpointManager(str(tmp_path), "m", keep_last=1, run_id="r")
+    heads = [PartialFCHead(PartialFC(C, D, ctx=_ctx(2), collective=_Rank(r, 2)),
+                           ArcFaceLoss()) for r in range(2)]
+    for it in (1, 2):
+        head = str(tmp_path / f"m-{it}-head.params")
+        heads[1].save_parameters(head)  # what worker 1 writes before rank 0 saves
+        manager.save(it, net, heads[0], lambda p: nd.save(p, {}), {"time": float(it)})
+    (tmp_path / "m-2-head.rankx.params").write_bytes(b"not a worker's file")
+    names = sorted(os.listdir(tmp_path))
+    assert "m-1-head.rank1.params" not in names and "m-1.json" not in names  # pruned, all
+    assert "m-2-head.rank1.params" in names
+    resumed = PartialFC(C, D, ctx=_ctx(3))
+    resumed.load_parameters(str(tmp_path / "m-2-head.params"))  # both workers' slices
+    np.testing.assert_array_equal(resumed.full_weight(), np.concatenate(
+        [h.pfc.full_weight() for h in heads]))

@@ -122,7 +122,7 @@ class LogCallback(Callback):
         head = loop.head_stats()
         extra = "" if head is None else (
             f" sampled {head['sampled_classes']} classes head "
-            f"{head['head_bytes'] / 2 ** 20:.1f} MiB")
+            f"{head['head_bytes'] / 2 ** 20:.3g} MiB")
         loop.logger.info(
             f"iter {loop.iteration}/{loop.max_iters} epoch {loop.epoch} "
             f"loss {stats['loss']:.4f} acc {stats['accuracy']:.4f} "
@@ -249,11 +249,17 @@ class CheckpointCallback(Callback):
         if loop.is_chief and self.validation is not None:
             result = self.validation.result_for(loop)
         new_best = bool(result and result["new_best"])
+        sliced = getattr(loop, "pfc", None) is not None and loop.num_kv_workers > 1
+        if sliced and loop._reseed_due():
+            # every worker holds a slice of the classifier: all must save when rank 0 does
+            new_best = loop.agree(new_best)
         if not (_due(loop, self.interval) or new_best):
             return
         # every worker checks (and would stop) at the same iterations, not only the writer
         loop.sync_metrics()
         loop.check_parameters_finite()
+        if sliced:
+            loop.save_classifier_slice()
         if not loop.is_chief:
             return
         path = loop.save_checkpoint()

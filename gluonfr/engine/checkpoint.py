@@ -199,6 +199,8 @@ class CheckpointManager:
         for suffix in (".params", "-head.params", ".states"):
             if os.path.exists(base + suffix):
                 os.remove(base + suffix)
+        for path in shard_files(base + "-head.params")[1:]:  # other workers' classifier slices
+            os.remove(path)
 
     def clean_temporaries(self):
         """Remove what interrupted checkpoint writes left (call before the run writes any)."""

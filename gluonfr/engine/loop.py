@@ -444,6 +444,20 @@ class TrainLoop:
         return any(n > 0 and (it % n == 0 or last)
                    for n in (self.cfg.save_interval, self.cfg.val_interval))
 
+    def agree(self, flag):
+        """Distributed Partial FC: ``flag`` of any worker, known to every worker."""
+        vote = mx.nd.array([1.0 if flag else 0.0], ctx=self.ctx[0])
+        return bool(self.pfc.collective.all_reduce(vote, op="max").asscalar())
+
+    def save_classifier_slice(self):
+        """Distributed Partial FC: each worker but rank 0 writes its classifier slices of this
+        iteration's checkpoint, then all meet, so that rank 0 writes the checkpoint (its own
+        slices, then the ``.json`` last) only once every slice exists."""
+        if not self.is_chief:
+            head = os.path.join(self.cfg.save_dir, self.checkpoints.names(self.iteration)["head"])
+            self.main_head.save_parameters(head)  # to worker_file(head, rank)
+        self.pfc.collective.all_reduce(mx.nd.ones((1,), ctx=self.ctx[0])).wait_to_read()
+
     def save_checkpoint(self):
         """Write a checkpoint of the current iteration (see :mod:`.checkpoint`)."""
         meta = {

@@ -59,8 +59,12 @@ def worker_file(path, rank):
 def shard_files(path):
     """Every worker's classifier file of the checkpoint whose (rank-0) head file is ``path``."""
     stem, ext = os.path.splitext(path)
-    others = glob.glob(glob.escape(stem) + ".rank*" + glob.escape(ext))
-    return [path] + sorted(others, key=lambda p: int(p[len(stem) + 5:-len(ext) or None]))
+    ranks = {}
+    for other in glob.glob(glob.escape(stem) + ".rank*" + glob.escape(ext)):
+        tail = other[len(stem) + len(".rank"):len(other) - len(ext)]
+        if tail.isdigit():
+            ranks[int(tail)] = other
+    return [path] + [ranks[r] for r in sorted(ranks)]
 
 
 def read_classifier_slices(paths):
