@@ -402,3 +402,19 @@ def test_checkpoints_of_a_sliced_head_keep_and_prune_every_workers_file(tmp_path
     resumed.load_parameters(str(tmp_path / "m-2-head.params"))  # both workers' slices
     np.testing.assert_array_equal(resumed.full_weight(), np.concatenate(
         [h.pfc.full_weight() for h in heads]))
+
+
+def test_one_shard_call_samples_and_remaps_the_labels():
+    x, y = _batches(1, seed=13)[0]
+    pfc = PartialFC(C, D, sample_rate=0.1)
+    pfc.set_full_weight(_centres())
+    cos, lab = pfc(nd.array(x), y)
+    assert cos.shape == (N, 100) and pfc.last_num_sampled == 100
+    full = NormDense(C, D)
+    full.initialize()
+    full.weight.set_data(nd.array(_centres()))
+    ref = full(nd.array(x)).asnumpy()
+    lab = lab.asnumpy().astype(int)
+    # each remapped label's column is the cosine of the true class
+    np.testing.assert_allclose(cos.asnumpy()[np.arange(N), lab], ref[np.arange(N), y],
+                               rtol=1e-5, atol=1e-6)

@@ -313,18 +313,23 @@ class PartialFC(Block):
         cos : NDArray
             (N, K) cosines, K the sampled classes (C at ``sample_rate=1``), in ``dtype``.
         label : NDArray
-            (N,) float32 positions of the labels among the K sampled classes.
+            (N,) positions of the labels among the K sampled classes (float32; ``label``
+            itself at ``sample_rate=1``).
         """
         if self.num_shards != 1:
             raise ValueError(f"PartialFC over {self.num_shards} shards: call "
                              "forward_backward(embeddings, labels, loss), the softmax spans "
                              "the shards")
-        labels = _host_labels(label, self.classes)
-        ((index, local),) = self._sample(labels)
+        if self.sample_rate == 1.0:  # every class: the labels stay as they are (no host wait)
+            index = None
+            local = label if isinstance(label, nd.NDArray) else nd.array(label, ctx=x.context)
+        else:
+            ((index, local),) = self._sample(_host_labels(label, self.classes))
+            local = nd.array(local, ctx=x.context, dtype="float32")
         rows, at = self._leaf(0, index)
         self._last = [(at, rows)]
         self.last_num_sampled = rows.shape[0]
-        return self._cosines(x, rows), nd.array(local, ctx=x.context, dtype="float32")
+        return self._cosines(x, rows), local
 
     # -- several shards --------------------------------------------------------------------
     def forward_backward(self, embeddings, labels, loss, embedding_grad_scale=1.0):
@@ -381,7 +386,7 @@ class PartialFC(Block):
         if self.sample_rate < 1.0:
             sampled = self._sample(_host_labels(y, self.classes))  # the one host wait
         elif host:
-            y = nd.array(y, ctx=home, dtype="float32")
+            y = nd.array(_host_labels(y, self.classes), ctx=home, dtype="int32")
         shard = []
         for d, c in enumerate(self.ctx):
             start, num = self.ranges[d]
