@@ -59,14 +59,14 @@ def _replicated(loss, steps):
     return out
 
 
-def _sharded_step(pfc, loss, x, y):
+def _sharded_step(pfc, loss, x, y, labels=list):
     """One multi-shard step; returns (loss, dL/dx) of the whole batch on the host."""
     xs = [nd.array(part, ctx=c) for part, c in zip(np.array_split(x, len(pfc.ctx)), pfc.ctx)]
     for e in xs:
         e.attach_grad()
     with autograd.record():
         embs = [e * 1.0 for e in xs]  # a recorded "backbone" output
-    losses, hits, grads = pfc.forward_backward(embs, y, loss)
+    losses, hits, grads = pfc.forward_backward(embs, labels(y), loss)
     autograd.backward(embs, head_grads=grads)
     pfc.update(LR, WD, MOM, rescale_grad=1.0 / N)
     return (np.concatenate([v.asnumpy() for v in losses]),
@@ -106,8 +106,10 @@ def test_sharded_softmax_equals_the_replicated_head(devices):
     pfc = PartialFC(C, D, ctx=_ctx(devices))
     pfc.set_full_weight(_centres())
     assert [r for r in pfc.ranges] == [shard_range(C, devices, g) for g in range(devices)]
+    # labels as a device array, a numpy array, a list
+    as_labels = [nd.array, np.asarray, list][devices - 1]
     for (x, y), (r_loss, r_grad, r_weight) in zip(steps, ref):
-        value, grad, _ = _sharded_step(pfc, loss, x, y)
+        value, grad, _ = _sharded_step(pfc, loss, x, y, as_labels)
         np.testing.assert_allclose(value, r_loss, rtol=1e-5, atol=1e-5)
         np.testing.assert_allclose(grad, r_grad, rtol=0, atol=1e-5 * np.abs(r_grad).max())
         # a step moves a centre of norm ~0.04 by ~10 (the gradient of a normalised row

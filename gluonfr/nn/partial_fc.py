@@ -368,7 +368,7 @@ class PartialFC(Block):
                              f"{sum(sizes)} embeddings")
         x = nd.concat(*[e.detach().as_in_context(home).astype(self.dtype, copy=False)
                         for e in embeddings], dim=0)
-        host = isinstance(labels, np.ndarray)
+        host = not isinstance(labels, nd.NDArray)
         if coll is not None and self.num_workers > 1:
             x = coll.all_gather(x)
             y = coll.all_gather(nd.array(_host_labels(labels, self.classes), ctx=home,
