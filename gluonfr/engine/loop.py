@@ -126,7 +126,8 @@ class TrainLoop:
     -----
     Attributes callbacks use: iteration, epoch, batch_in_epoch, max_iters, global_batch,
     ctx, backbone, head, trainer, logger, writer, checkpoints, is_chief, best_val,
-    best_score, learning_rate.
+    best_score, learning_rate, pfc (the :class:`gluonfr.nn.PartialFC` head or ``None``;
+    see :meth:`head_stats`).
     """
 
     def __init__(self, cfg, backbone=None, dataset=None, callbacks=None):
