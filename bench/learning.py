@@ -27,12 +27,16 @@ keeps the others (each row's ``key`` names its table and loss, not its budget).
 
 ``--quick`` trains a few iterations of one seed.
 """
+import json
 import os
 import statistics
+import sys
 
 from bench.common import WORK_DIR, Figure, print_table, run_worker
 
 ROOT = os.path.join(WORK_DIR, "learning")
+#: finished per-head trainings, by worker arguments (see :func:`_cached_run`)
+HEADS_CACHE = os.path.join(WORK_DIR, "learning-heads")
 LOSSES = ("arcface", "cosface", "l2softmax", "softmax")
 HEADS = ("softmax", "normface", "l2softmax", "arcface", "cosface", "combined", "sphereface",
          "mv_softmax", "curricularface", "adacos", "adaface", "magface", "circle",
@@ -121,9 +125,8 @@ def run_heads(quick=False):
     figures = []
     for head in heads:
         what = (["--untrained"] if head == UNTRAINED else ["--loss", head, "--iters", iters])
-        runs = [run_worker("ours", "learning", "--root", ROOT, *what, "--seed", seed,
-                           "--input-size", size, "--no-loss-warmup", *batch)
-                for seed in seeds]
+        runs = [_cached_run("--root", ROOT, *what, "--seed", seed, "--input-size", size,
+                            "--no-loss-warmup", *batch) for seed in seeds]
         acc = [r["accuracy"] for r in runs]
         mean = statistics.mean(acc)
         std = statistics.pstdev(acc) if len(acc) > 1 else 0.0
@@ -140,6 +143,29 @@ def run_heads(quick=False):
             seconds=[r["seconds"] for r in runs], settings=runs[0]["settings"],
             key=f"head {head}"))
     return figures
+
+
+def _cached_run(*args):
+    """One per-head training (a worker run), kept in ``HEADS_CACHE`` by its arguments.
+
+    45 trainings take hours on a loaded machine: a run that was interrupted, or a row
+    measured in parts (some seeds, then the others), reuses the trainings already done.
+    Delete the folder to measure again (e.g. after changing the engine).
+    """
+    name = "_".join(str(a).lstrip("-").replace("/", "") for a in args[2:]) + ".json"
+    path = os.path.join(HEADS_CACHE, name)
+    if os.path.isfile(path):
+        with open(path, encoding="utf-8") as f:
+            return json.load(f)
+    result = run_worker("ours", "learning", *args)
+    from gluonfr.utils.fileio import atomic_open
+
+    os.makedirs(HEADS_CACHE, exist_ok=True)
+    with atomic_open(path, "w", encoding="utf-8") as f:
+        json.dump(result, f)
+    print(f"  [heads] {' '.join(map(str, args[2:]))}: accuracy {result['accuracy']:.4f} in "
+          f"{result['seconds']:.0f} s", file=sys.stderr)
+    return result
 
 
 def run_features(quick=False):
