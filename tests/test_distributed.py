@@ -16,6 +16,24 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 REPO = os.path.dirname(HERE)
 
 
+def _same_centres():
+    """A callback that starts a Partial FC head from the same centres whatever its sharding
+    (PartialFC draws each slice from the MXNet RNG of its worker, and workers are seeded per
+    rank)."""
+    from gluonfr.engine import Callback
+
+    import numpy as np
+
+    class SameCentres(Callback):
+        def on_train_begin(self, loop):
+            if loop.pfc is not None:
+                rng = np.random.default_rng(7)
+                loop.pfc.set_full_weight(rng.normal(0, 0.01, (loop.pfc.classes,
+                                                              loop.pfc.in_units)))
+
+    return SameCentres()
+
+
 def _worker(cfg_json, out_dir):
     from gluonfr.engine import Callback, TrainConfig, train
 
@@ -30,7 +48,7 @@ def _worker(cfg_json, out_dir):
                 raise RuntimeError("simulated worker failure")
 
     fail = [FailRank1()] if os.environ.get("GLUONFR_TEST_FAIL_AT") else []
-    train(TrainConfig(**json.loads(cfg_json)), callbacks=[Dump()] + fail)
+    train(TrainConfig(**json.loads(cfg_json)), callbacks=[_same_centres(), Dump()] + fail)
 
 
 if __name__ == "__main__" and len(sys.argv) == 4 and sys.argv[1] == "worker":
@@ -82,6 +100,45 @@ def test_two_workers_on_loopback_match_one_process(tmp_path):
     ckpt = _load(os.path.join(cfg.save_dir, "tiny_backbone-6.params"))
     for k in ckpt:
         np.testing.assert_array_equal(ckpt[k], _load(out / "rank0.params")[k])
+
+
+@pytest.mark.slow
+def test_two_workers_with_partial_fc_match_one_process_of_two_devices(tmp_path):
+    # each worker holds half the classes (sampled at 0.5); the single process holds the same
+    # two slices on two devices (shard = rank * devices + device: the same samples), with the
+    # same global batch
+    from gluonfr.engine.checkpoint import merge_classifier
+
+    data = str(tmp_path / "faces")
+    synthetic.make_dataset(data, num_identities=12, images_per_identity=4, num_pairs=20, seed=1)
+    kw = dict(sample_rate=0.5, save_interval=4, keep_last=1, val_interval=3,
+              val_targets=["synth_val"])
+    cfg = _cfg(data, tmp_path / "dist", kvstore="dist_sync", **kw)
+    out = tmp_path / "out"
+    out.mkdir()
+    text = run_loopback_job([os.path.abspath(__file__), "worker", json.dumps(cfg.to_dict()),
+                             str(out)])
+    assert "x 2 worker(s), global batch 16" in text
+    single = train(_cfg(data, tmp_path / "single", ctx="cpu:0,cpu:1", **kw),
+                   callbacks=[_same_centres()])
+    r0, r1 = _load(out / "rank0.params"), _load(out / "rank1.params")
+    ref = _load(os.path.join(single["save_dir"], "tiny_backbone-6.params"))
+    for k in ref:
+        np.testing.assert_array_equal(r0[k], r1[k], err_msg=k)
+        np.testing.assert_allclose(r0[k], ref[k], rtol=1e-4, atol=1e-6, err_msg=k)
+    centres = merge_classifier(cfg.save_dir)  # rank 0's slice + rank 1's file beside it
+    want = merge_classifier(single["save_dir"])
+    assert centres.shape == (12, 16)
+    np.testing.assert_allclose(centres, want, rtol=1e-4, atol=1e-6)
+    # every kept checkpoint has both slices, the best of iteration 3 too (rank 0 alone
+    # verifies: its verdict reaches rank 1); pruned ones (4) left none
+    kept = sorted(f for f in os.listdir(cfg.save_dir) if f.endswith(".json")
+                  and f[len("tiny_backbone-"):-5].isdigit())
+    assert "tiny_backbone-3.json" in kept and "tiny_backbone-4.json" not in kept, kept
+    rank_files = sorted(f for f in os.listdir(cfg.save_dir) if ".rank1." in f)
+    assert rank_files == [k[:-5] + "-head.rank1.params" for k in kept], (kept, rank_files)
+    for k in kept:
+        merge_classifier(os.path.join(cfg.save_dir, k))
 
 
 @pytest.mark.slow
