@@ -46,7 +46,9 @@ HEADS = ("softmax", "normface", "l2softmax", "arcface", "cosface", "combined", "
 #: leave chance on the held-out pairs (60 iterations did not; see docs/heads.rst)
 HEADS_ITERS = 200
 HEADS_INPUT = 32
-TABLES = ("demo", "features", "heads")
+TABLES = ("demo", "features", "heads", "partial_fc")
+#: sample rates of the partial_fc table (1.0: the replicated head the engine uses by default)
+PFC_RATES = (1.0, 0.5, 0.1)
 #: the per-head table's reference row: the network as initialised, verified without training
 #: (an untrained MobileFaceNet is well above 0.5 on these pairs, so 0.5 is not "chance" here)
 UNTRAINED = "untrained"
@@ -84,6 +86,8 @@ def run(quick=False):
         figures += run_features(quick)
     if "heads" in tables and (not quick or os.environ.get("GLUONFR_BENCH_HEADS")):
         figures += run_heads(quick)
+    if "partial_fc" in tables:
+        figures += run_partial_fc(quick)
     print_table("learning in a fixed budget (held-out verification accuracy)", figures)
     return figures
 
@@ -193,4 +197,52 @@ def run_features(quick=False):
                                                               ("steps", "batch", "lr", "s",
                                                                "data")},
             key=f"features {head}"))
+    return figures
+
+
+def run_partial_fc(quick=False):
+    """ArcFace with its centres as a sampled PartialFC against the replicated head.
+
+    The per-head table's budget, input side and seeds (``GLUONFR_BENCH_HEADS_ITERS``,
+    ``_INPUT``, ``_SEEDS``), ArcFace alone from the first step. The demo set has 100
+    training identities: a batch of 32 holds about 27 of them, and the positives are always
+    kept, so rate 0.1 (10 classes) trains on the batch's own classes only, and 0.5 adds
+    about 23 uniform negatives; each row says how many classes a step used on average.
+    """
+    iters = 4 if quick else int(os.environ.get("GLUONFR_BENCH_HEADS_ITERS", HEADS_ITERS))
+    seeds = [0] if quick else [int(s) for s in _env_list("GLUONFR_BENCH_HEADS_SEEDS", "012")]
+    batch = ["--batch", 16] if quick else []
+    size = int(os.environ.get("GLUONFR_BENCH_HEADS_INPUT", HEADS_INPUT))
+    results = {}
+    for rate in PFC_RATES:
+        rate_arg = [] if rate == 1.0 else ["--sample-rate", rate]
+        results[rate] = [run_worker("ours", "learning", "--root", ROOT, "--loss", "arcface",
+                                    "--iters", iters, "--seed", seed, "--input-size", size,
+                                    "--no-loss-warmup", *batch, *rate_arg) for seed in seeds]
+    ref = [r["accuracy"] for r in results[1.0]]
+    ref_mean = statistics.mean(ref)
+    ref_std = statistics.pstdev(ref) if len(ref) > 1 else 0.0
+    figures = []
+    for rate, runs in results.items():
+        acc = [r["accuracy"] for r in runs]
+        mean = statistics.mean(acc)
+        std = statistics.pstdev(acc) if len(acc) > 1 else 0.0
+        sampled = [r["sampled_classes_mean"] for r in runs if r.get("sampled_classes_mean")]
+        classes = runs[0].get("num_classes")
+        if rate == 1.0:
+            name, note, target, met, base = ("replicated head", f"all {classes} classes per "
+                                             f"step; std {std:.4f} over seeds", "", None, None)
+        else:
+            name = f"PartialFC {rate:g}"
+            note = (f"{statistics.mean(sampled):.1f} of {classes} classes per step on average; "
+                    f"std {std:.4f}; difference {mean - ref_mean:+.4f}")
+            target = "within the seed std of rate 1"
+            # one seed has no spread to compare with
+            met = abs(mean - ref_mean) <= max(ref_std, std) if len(seeds) > 1 else None
+            base = ref_mean
+        figures.append(Figure(
+            "learning", f"ArcFace, {name}: held-out accuracy, {iters} iterations of "
+            f"{runs[0]['batch']} at {size} px, mean of {len(seeds)} seeds", mean, base,
+            target=target, met=met, note=note, runs=acc, seeds=seeds, std=std,
+            sampled_classes=sampled, key=f"partial_fc {rate:g}"))
     return figures

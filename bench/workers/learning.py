@@ -13,7 +13,7 @@ import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import gluonfr  # noqa: E402,F401  (numpy aliases before mxnet)
-from gluonfr.engine import TrainConfig, train  # noqa: E402
+from gluonfr.engine import Callback, TrainConfig, train  # noqa: E402
 from gluonfr.engine.demo import DEMO_TRAIN, ensure_demo_data  # noqa: E402
 
 import _util  # noqa: E402
@@ -52,6 +52,9 @@ def main():
     p.add_argument("--input-size", type=int, default=None, help="default: the demo's (64)")
     p.add_argument("--no-loss-warmup", action="store_true",
                    help="train with the head alone from the start (the per-head comparison)")
+    p.add_argument("--sample-rate", type=float, default=None,
+                   help="train the class centres as a PartialFC at this rate (default: the "
+                        "replicated head)")
     p.add_argument("--prepare-only", action="store_true")
     p.add_argument("--untrained", action="store_true",
                    help="verify the network as initialised for --seed, without training (the "
@@ -72,6 +75,8 @@ def main():
         settings["input_size"] = args.input_size
     if args.no_loss_warmup:
         settings["loss_warmup_iters"] = 0
+    if args.sample_rate is not None:
+        settings.update(partial_fc=True, sample_rate=args.sample_rate)
     iters = settings["max_iters"]
     settings["loss_warmup_iters"] = min(settings.get("loss_warmup_iters", 0), iters // 2)
     settings["warmup_iters"] = min(settings.get("warmup_iters", 0), iters // 2)
@@ -82,8 +87,9 @@ def main():
         cfg = TrainConfig(data_dir=args.root, save_dir=save_dir, tensorboard="",
                           val_targets=["synth_val"], val_interval=iters, save_interval=iters,
                           **settings)
+        sampled = _SampledClasses()
         t0 = time.perf_counter()
-        summary = train(cfg)
+        summary = train(cfg, callbacks=[sampled])
         seconds = time.perf_counter() - t0
     val = (summary.get("last_val") or {}).get("accuracy", {})
     stats = summary.get("last_stats") or {}
@@ -91,7 +97,24 @@ def main():
                 "accuracy": val.get("synth_val"), "seconds": seconds,
                 "iters": iters, "batch": settings["batch_size"], "data": info,
                 "settings": cfg.to_dict(), "samples_per_s": summary.get("samples_per_sec"),
-                "train_accuracy": stats.get("accuracy"), "train_loss": stats.get("loss")})
+                "train_accuracy": stats.get("accuracy"), "train_loss": stats.get("loss"),
+                "num_classes": sampled.classes, "sampled_classes_mean": sampled.mean()})
+
+
+class _SampledClasses(Callback):
+    """Classes per step of a Partial FC head (its sampled set), averaged over the run."""
+
+    def __init__(self):
+        self.counts, self.classes = [], None
+
+    def on_iteration_end(self, loop):
+        self.classes = loop.num_classes
+        stats = loop.head_stats()
+        if stats is not None:
+            self.counts.append(stats["sampled_classes"])
+
+    def mean(self):
+        return sum(self.counts) / len(self.counts) if self.counts else None
 
 
 def _untrained(root, settings, info):
