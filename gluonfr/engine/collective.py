@@ -7,8 +7,9 @@ gradients of the global batch add up over the slices. :class:`Collective` provid
 operations over MXNet's own distributed kvstore (``dist_sync``, the one the engine already
 uses for the backbone's gradients), so a job needs nothing beyond the MXNet wheel and its
 launcher (scripts/launch_dist.py). Horovod would give the same operations through MPI/Gloo,
-but it has to be compiled against the installed MXNet and does not come from the package
-registries ready for MXNet 1.9 on Python 3.11; the parameter servers are there already.
+but PyPI has it as a source distribution only (no wheel for Linux / Python 3.11, checked with
+``pip download --only-binary=:all: horovod``): it has to be compiled against the installed
+MXNet at install time, while the parameter servers are there already.
 
 How the operations map onto the parameter server (ps-lite, ``dist_sync``):
 
