@@ -204,7 +204,8 @@ def run_partial_fc(quick=False):
     """ArcFace with its centres as a sampled PartialFC against the replicated head.
 
     The per-head table's budget, input side and seeds (``GLUONFR_BENCH_HEADS_ITERS``,
-    ``_INPUT``, ``_SEEDS``), ArcFace alone from the first step. The demo set has 100
+    ``_INPUT``, ``_SEEDS``), ArcFace alone from the first step; ``GLUONFR_BENCH_PFC_RATES`` (a
+    comma list) runs some rates only. The demo set has 100
     training identities: a batch of 32 holds about 27 of them, and the positives are always
     kept, so rate 0.1 (10 classes) trains on the batch's own classes only, and 0.5 adds
     about 23 uniform negatives; each row says how many classes a step used on average.
@@ -213,8 +214,11 @@ def run_partial_fc(quick=False):
     seeds = [0] if quick else [int(s) for s in _env_list("GLUONFR_BENCH_HEADS_SEEDS", "012")]
     batch = ["--batch", 16] if quick else []
     size = int(os.environ.get("GLUONFR_BENCH_HEADS_INPUT", HEADS_INPUT))
+    # GLUONFR_BENCH_PFC_RATES: some rates only (1 is always run: the reference)
+    rates = sorted({1.0} | {float(r) for r in _env_list("GLUONFR_BENCH_PFC_RATES", PFC_RATES)},
+                   reverse=True)
     results = {}
-    for rate in PFC_RATES:
+    for rate in rates:
         rate_arg = [] if rate == 1.0 else ["--sample-rate", rate]
         results[rate] = [run_worker("ours", "learning", "--root", ROOT, "--loss", "arcface",
                                     "--iters", iters, "--seed", seed, "--input-size", size,
