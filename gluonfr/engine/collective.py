@@ -24,6 +24,9 @@ How the operations map onto the parameter server (ps-lite, ``dist_sync``):
 * ``all_reduce(x, 'sum')``: push ``x``, pull the sum. ``all_gather(x)``: each worker writes its
   rows into a zero buffer of ``num_workers * n`` rows at offset ``rank * n`` and the buffers
   are summed: adding zeros is exact, so the gathered rows are bit-identical to the sent ones.
+  Each worker pushes and pulls the whole gathered array (``num_workers * n`` rows, its own
+  and zeros): for Partial FC's embeddings that is the global batch x D per worker and step,
+  small beside the backbone's gradients.
 * dtypes: the servers add floating-point arrays only (a push of ``int32`` aborts the server
   process) and carry ``float64`` as ``float32`` (it comes back rounded), so ``float32`` and
   ``float16`` travel as themselves, ``float64`` is refused, and integer arrays (labels)
