@@ -147,6 +147,16 @@ def _mean_std(values):
     return mean, (sum((v - mean) ** 2 for v in values) / len(values)) ** 0.5
 
 
+def _faces_cell(face):
+    """mean +- std over the seeds, or the one seed's figure said as such."""
+    if face is None or face[0] is None:
+        return DASH
+    mean, std, seeds = face
+    if seeds and len(seeds) == 1:
+        return f"{100 * mean:.2f} (seed {seeds[0]} only)"
+    return f"{100 * mean:.2f} +- {100 * (std or 0):.2f}"
+
+
 def heads_table():
     """One row per head: accuracy and angular gap (features), accuracy (faces), mean +- std."""
     features = {}
@@ -165,18 +175,19 @@ def heads_table():
     if not features and not faces:
         return "*Not measured yet: run* ``python -m bench learning``.\n"
     rows = []
-    for head in list(features) + [h for h in faces if h not in features]:
+    # the per-head table's reference (bench.learning.UNTRAINED) goes first
+    order = ["untrained"] if "untrained" in faces else []
+    for head in order + list(features) + [h for h in faces if h not in list(features) + order]:
         runs = features.get(head, [])
         diverged = sum(not r["finite"] for r in runs)
         acc, acc_sd = _mean_std([r["accuracy"] for r in runs])
         gap, gap_sd = _mean_std([r["gap"] for r in runs])
         face = faces.get(head)
-        rows.append([f"``{head}``",
-                     ("-" if acc is None else f"{100 * acc:.2f} +- {100 * acc_sd:.2f}")
+        rows.append(["untrained network (reference)" if head == "untrained" else f"``{head}``",
+                     (DASH if acc is None else f"{100 * acc:.2f} +- {100 * acc_sd:.2f}")
                      + (f" ({diverged} of {len(runs)} runs diverged)" if diverged else ""),
-                     "-" if gap is None else f"{gap:.3f} +- {gap_sd:.3f}",
-                     "-" if face is None or face[0] is None else
-                     f"{100 * face[0]:.2f} +- {100 * (face[1] or 0):.2f}"])
+                     DASH if gap is None else f"{gap:.3f} +- {gap_sd:.3f}",
+                     _faces_cell(face)])
     return _list_table(["head", "features: held-out accuracy %", "features: angular gap (rad)",
                         "procedural faces: held-out accuracy %"], rows)
 
