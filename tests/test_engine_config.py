@@ -134,3 +134,17 @@ def test_sample_rate_flag_turns_partial_fc_on_and_checks_what_it_needs():
             TrainConfig(max_iters=5, **kw)
     with pytest.raises(ValueError, match="--sample-rate=2.0"):
         _parse(["--sample-rate", "2", "--max-iters", "5"])
+
+
+def test_margin_and_scale_go_to_each_loss_own_argument():
+    # L2-softmax's scale and LGM's margin are both called alpha: -s must not set LGM's margin
+    from gluonfr.engine.head import loss_kwargs
+
+    lgm = TrainConfig(loss="lgm", max_iters=1, margin_s=30.0)
+    assert loss_kwargs(lgm, 10, 8)["alpha"] == 0.2  # LGMLoss's default margin
+    lgm = TrainConfig(loss="lgm", max_iters=1, margin_m=0.35)
+    assert loss_kwargs(lgm, 10, 8)["alpha"] == 0.35
+    l2 = TrainConfig(loss="l2softmax", max_iters=1, margin_s=24.0, margin_m=0.5)
+    assert loss_kwargs(l2, 10, 8)["alpha"] == 24.0
+    arc = TrainConfig(loss="arcface", max_iters=1, margin_s=30.0, margin_m=0.4)
+    assert {k: loss_kwargs(arc, 10, 8)[k] for k in ("s", "m")} == {"s": 30.0, "m": 0.4}

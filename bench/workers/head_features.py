@@ -73,9 +73,7 @@ def train_one(loss, seed, steps, batch, lr, s):
     backbone = gluon.nn.HybridSequential()
     backbone.add(gluon.nn.Dense(64, in_units=DIM, activation="relu"),
                  gluon.nn.Dense(EMB, in_units=64))
-    # LGM's alpha is its margin, not a scale (the engine would pass s on as alpha)
-    cfg = TrainConfig(loss=loss, max_iters=steps, margin_s=None if loss == "lgm" else s,
-                      margin_m=None)
+    cfg = TrainConfig(loss=loss, max_iters=steps, margin_s=s, margin_m=None)
     head, _ = build_heads(cfg, TRAIN_IDS, EMB)
     backbone.initialize(mx.init.Xavier())
     head.initialize(mx.init.Xavier())

@@ -35,9 +35,7 @@ LOSSES = {
     "circle": dict(loss="circle", margin_m=None),
     "subcenter_arcface": dict(loss="subcenter_arcface", margin_m=0.5),
     "l2softmax": dict(loss="l2softmax", margin_m=None, loss_warmup_iters=0),
-    # LGM's alpha is its margin, not a scale: margin_s=None keeps its default (0.2) instead of
-    # the engine passing the demo's s = 32 on as alpha
-    "lgm": dict(loss="lgm", margin_s=None, margin_m=None, loss_warmup_iters=0),
+    "lgm": dict(loss="lgm", margin_m=None, loss_warmup_iters=0),
     "softmax": dict(loss="softmax", margin_m=None, loss_warmup_iters=0),
 }
 

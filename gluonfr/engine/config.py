@@ -242,10 +242,15 @@ class TrainConfig:
     def __post_init__(self):
         if self.loss in get_loss_list(HEAD_KINDS):
             defaults = _head_defaults(self.loss)
+            factory = get_loss_class(self.loss)
+            # the loss's own names for its scale and margin (L2-softmax's scale and LGM's
+            # margin are both called alpha); the engine's loss_kwargs reads the same two
+            scale = getattr(factory, "config_scale", "s")
+            margin = getattr(factory, "config_margin", "m")
             if self.margin_s is None:
-                self.margin_s = float(defaults.get("s", defaults.get("alpha", 64.0)))
-            if self.margin_m is None and "m" in defaults:
-                self.margin_m = float(defaults["m"])
+                self.margin_s = float(defaults.get(scale, 64.0))
+            if self.margin_m is None and margin in defaults:
+                self.margin_m = float(defaults[margin])
         self.loss_kwargs = dict(self.loss_kwargs or {})
         self.aux_kwargs = dict(self.aux_kwargs or {})
         self.lr_steps = [int(s) for s in self.lr_steps]

@@ -93,19 +93,21 @@ class TrainHead(HybridBlock):
 def loss_kwargs(cfg, num_classes, embedding_size):
     """Constructor arguments of ``cfg.loss`` from the config (what its signature accepts).
 
-    ``margin_s`` goes to ``s`` (``alpha`` for L2-softmax), ``margin_m`` to ``m``, the combined
-    margins to ``m1, m2, m3``, the class count and embedding size to ``classes`` /
-    ``in_units``; ``cfg.loss_kwargs`` (``--loss-kwargs``) is applied last.
+    ``margin_s`` goes to the loss's scale argument and ``margin_m`` to its margin argument
+    (``s`` and ``m`` unless the class names others in ``config_scale`` / ``config_margin``:
+    L2-softmax's scale is ``alpha``, LGM's margin is ``alpha``), the combined margins to
+    ``m1, m2, m3``, the class count and embedding size to ``classes`` / ``in_units``;
+    ``cfg.loss_kwargs`` (``--loss-kwargs``) is applied last.
     """
-    params = _accepted(get_loss_class(cfg.loss))
+    factory = get_loss_class(cfg.loss)
+    params = _accepted(factory)
     kw = {}
-    if cfg.margin_s is not None:
-        for name in ("s", "alpha"):
-            if name in params:
-                kw[name] = cfg.margin_s
-                break
-    if cfg.margin_m is not None and "m" in params:
-        kw["m"] = cfg.margin_m
+    scale = getattr(factory, "config_scale", "s")
+    margin = getattr(factory, "config_margin", "m")
+    if cfg.margin_s is not None and scale in params:
+        kw[scale] = cfg.margin_s
+    if cfg.margin_m is not None and margin in params:
+        kw[margin] = cfg.margin_m
     if cfg.loss == "combined":
         kw.update(m1=cfg.margin_m1, m2=cfg.margin_m2, m3=cfg.margin_m3)
     if "classes" in params:

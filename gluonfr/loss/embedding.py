@@ -172,6 +172,9 @@ class LGMLoss(SoftmaxHeadLoss):
     margin included, with ``return_logits``).
     """
 
+    #: ``alpha`` is LGM's margin: ``--margin-m`` sets it (the engine's ``loss_kwargs``)
+    config_margin = "alpha"
+
     def __init__(self, classes, in_units, alpha=0.2, lamda=0.1, learn_var=False, **kwargs):
         _positive_int("LGMLoss", classes=classes, in_units=in_units)
         super().__init__(**kwargs)

@@ -49,6 +49,9 @@ class L2SoftmaxLoss(SoftmaxHeadLoss):
     Output: per-sample loss (N,) (and detached logits (N, C) with ``return_logits``).
     """
 
+    #: the constructor argument ``--margin-s`` sets (the engine's ``loss_kwargs``)
+    config_scale = "alpha"
+
     def __init__(self, classes, in_units, alpha, learn_alpha=False, use_bias=True,
                  dtype="float32", weight_initializer=None, **kwargs):
         super().__init__(**kwargs)
