@@ -22,6 +22,8 @@ from .data.image import read_image
 from .detect import detect_and_align, no_face_error
 from .metrics.embeddings import combine_flip, forward_images, forward_onnx
 from .model_zoo.loading import load_embedding_net
+from .utils.fusion import fuse as fuse_graph
+from .utils.fusion import fusion_available
 
 logger = logging.getLogger(__name__)
 
@@ -104,6 +106,10 @@ class FaceEmbedder:
         (a ``.bin``, a ``.rec`` folder, an image folder or an array of aligned crops).
     calib : str or array-like, optional
         See ``precision``.
+    fuse : bool
+        float32 on one CPU context (MXNet backend): run the oneDNN-fused graph
+        (:func:`gluonfr.utils.fuse`, conv + BatchNorm + activation as one primitive; the
+        embeddings match the plain graph's to float rounding). ``False`` runs the plain graph.
     detector : gluonfr.detect.FaceDetector, optional
         Finds the faces of whole photos; default: a :class:`~gluonfr.detect.FaceDetector`
         with its defaults, built when the first whole photo arrives.
@@ -112,7 +118,7 @@ class FaceEmbedder:
     def __init__(self, model="mobilefacenet", params=None, pretrained=False, ctx=_CPU,
                  backend="mxnet", symbol=None, onnx_path=None, flip=True, threshold=None,
                  batch_size=32, embedding_size=None, detector=None, input_mean=None,
-                 input_std=None, bgr=None, precision="float32", calib=None):
+                 input_std=None, bgr=None, precision="float32", calib=None, fuse=True):
         if backend not in ("mxnet", "onnx"):
             raise ValueError(f"backend must be 'mxnet' or 'onnx', got {backend!r}")
         if precision not in ("float32", "int8"):
@@ -135,6 +141,9 @@ class FaceEmbedder:
             from .utils.quantize import as_int8
 
             self.net = as_int8(self.net, calib)
+        self.fuse = bool(fuse)
+        if backend == "mxnet" and self.fuse and fusion_available(ctx):
+            self.net = fuse_graph(self.net, (1, 3, 112, 112))  # int8 nets come back as they are
         # gluonfr networks (and their exports) take RGB 0..255 and normalise in the graph
         self.input_convention = {"mean": 0.0, "std": 1.0, "bgr": False,
                                  "reason": "gluonfr network: RGB 0..255, normalised inside"}
@@ -324,7 +333,7 @@ class FaceEmbedder:
         else:
             emb, emb_flip = forward_images(self.net, crops, ctx=self.ctx,
                                            batch_size=self.batch_size, flip=self.flip,
-                                           progress=False)
+                                           progress=False, fuse=self.fuse)
         fused = combine_flip(emb, emb_flip, "sum") if self.flip else emb
         norms = np.linalg.norm(fused, axis=1, keepdims=True)
         unit = (fused / np.maximum(norms, 1e-12)).astype(np.float32)

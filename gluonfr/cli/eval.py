@@ -75,6 +75,11 @@ def parse_args(argv=None):
                    help="--int8 calibration (default: %(default)s)")
     p.add_argument("--save-int8", metavar="PREFIX",
                    help="--int8: save the calibrated network here (reuse it as --calib)")
+    p.add_argument("--compare-float32", action="store_true",
+                   help="--int8: also run float32 and report, per target, both accuracies "
+                        "and the int8-to-float32 embedding cosine")
+    p.add_argument("--no-fuse", dest="fuse", action="store_false",
+                   help="run the plain float32 graph, not the oneDNN-fused one (CPU)")
     p.add_argument("--json", help="write all results to this JSON file")
     p.add_argument("--plot", help="draw the ROC curves into this image (.png/.pdf/.svg)")
     p.add_argument("--gallery", metavar="DIR",
@@ -95,6 +100,8 @@ def parse_args(argv=None):
                 "networks normalise inside their graph)")
     if args.int8 and (args.onnx or not args.calib):
         p.error("--int8 needs --calib and a --model or --symbol network (not --onnx)")
+    if args.compare_float32 and not args.int8:
+        p.error("--compare-float32 compares the --int8 network with float32: add --int8")
     if args.symbol and not args.params:
         p.error("--symbol needs --params")
     try:
@@ -140,14 +147,24 @@ def main(argv=None):
                                  input_name=args.input_name, output_layer=args.output_layer,
                                  hybridize=args.hybridize)
         if args.int8:
-            from gluonfr.utils.quantize import as_int8
+            from gluonfr.utils.quantize import as_int8, compare_int8
 
+            float_net = net
             net = as_int8(net, args.calib, calib_mode=args.calib_mode, path=args.save_int8,
                           image_size=args.image_size)
+            if args.compare_float32:
+                for name, c in compare_int8(float_net, net, targets, batch_size=args.batch_size,
+                                            nfolds=args.nfolds,
+                                            progress=not args.quiet).items():
+                    print(f"[{name}] int8 vs float32: accuracy {c['int8']:.4f} vs "
+                          f"{c['float32']:.4f} ({c['difference']:+.2f} points), embedding "
+                          f"cosine mean {c['cosine_mean']:.4f} min {c['cosine_min']:.4f}: "
+                          f"{'within' if c['met'] else 'OUTSIDE'} the int8 bar")
     results = evaluate_targets(net, targets, ctx=args.ctx, batch_size=args.batch_size,
                                flip=args.flip, mode=args.flip_mode, nfolds=args.nfolds,
                                far_target=args.far, progress=not args.quiet,
-                               return_distances=bool(args.gallery), forward=forward)
+                               return_distances=bool(args.gallery), forward=forward,
+                               fuse=args.fuse and args.hybridize)
     print(format_table(results))
     for name, res in results.items():
         print(f"[{name}] VAL@FAR={args.far:g}: {res['val']:.5f}+-{res['val_std']:.5f} "

@@ -5,6 +5,8 @@ from mxnet import autograd, gluon
 from tqdm import tqdm
 
 from ..utils.context import as_context_list
+from ..utils.fusion import fuse as fused
+from ..utils.fusion import fusion_available
 
 __all__ = ["extract_embeddings", "forward_images", "forward_onnx", "combine_flip", "FLIP_MODES"]
 
@@ -53,7 +55,7 @@ def _first_output(out):
 
 
 def forward_images(net, images, ctx=_CPU, batch_size=64, flip=True, progress=True,
-                   desc="embedding"):
+                   desc="embedding", fuse=True):
     """Run a network over verification images, and over their mirror images.
 
     Parameters
@@ -74,6 +76,10 @@ def forward_images(net, images, ctx=_CPU, batch_size=64, flip=True, progress=Tru
         Show a tqdm bar.
     desc : str
         Label of the bar.
+    fuse : bool
+        On one CPU context with MXNet's oneDNN backend, run the oneDNN-fused form of ``net``
+        (:func:`gluonfr.utils.fuse`; ``net`` itself is not changed). ``False``: the graph as
+        it is.
 
     Returns
     -------
@@ -88,6 +94,8 @@ def forward_images(net, images, ctx=_CPU, batch_size=64, flip=True, progress=Tru
     batch_size = int(batch_size)
     _check_params_on(net, ctx_list)
     num = int(images.shape[0])
+    if fuse and fusion_available(ctx_list):
+        net = fused(net, _to_nchw_float(images[:1]))
     outputs, flipped = [], []
 
     def collect(pending):
@@ -189,7 +197,7 @@ def combine_flip(emb, emb_flip, mode="sum"):
 
 
 def extract_embeddings(net, images, ctx=_CPU, batch_size=64, flip=True, mode="sum",
-                       progress=True):
+                       progress=True, fuse=True):
     """Embeddings of verification images, flip-fused as insightface does.
 
     Parameters
@@ -208,6 +216,8 @@ def extract_embeddings(net, images, ctx=_CPU, batch_size=64, flip=True, mode="su
         How to fuse with the flipped embedding: 'sum' is insightface's "Accuracy-Flip".
     progress : bool
         Show a tqdm bar.
+    fuse : bool
+        Run the oneDNN-fused graph on the CPU (see :func:`forward_images`).
 
     Returns
     -------
@@ -224,5 +234,5 @@ def extract_embeddings(net, images, ctx=_CPU, batch_size=64, flip=True, mode="su
     if mode not in FLIP_MODES:
         raise ValueError(f"flip mode must be one of {FLIP_MODES}, got {mode!r}")
     emb, emb_flip = forward_images(net, images, ctx=ctx, batch_size=batch_size, flip=flip,
-                                   progress=progress)
+                                   progress=progress, fuse=fuse)
     return combine_flip(emb, emb_flip, mode) if flip else emb

@@ -56,7 +56,8 @@ def _mean_norm(*arrays):
 
 
 def evaluate_targets(net, targets, ctx=_CPU, batch_size=64, flip=True, mode="sum", nfolds=10,
-                     far_target=1e-3, progress=True, return_distances=False, forward=None):
+                     far_target=1e-3, progress=True, return_distances=False, forward=None,
+                     fuse=True):
     """Verification results of a network on each target, every target on its own.
 
     Each target is embedded and scored independently of the others (no state carries over,
@@ -87,6 +88,9 @@ def evaluate_targets(net, targets, ctx=_CPU, batch_size=64, flip=True, mode="sum
         ``forward(images, flip) -> (emb, emb_flip)`` replacing ``net`` (e.g.
         :func:`gluonfr.metrics.forward_onnx` with an ONNX Runtime session); ``net`` is then
         unused.
+    fuse : bool
+        Run the oneDNN-fused graph of ``net`` on the CPU (see
+        :func:`gluonfr.metrics.forward_images`).
 
     Returns
     -------
@@ -114,7 +118,8 @@ def evaluate_targets(net, targets, ctx=_CPU, batch_size=64, flip=True, mode="sum
             emb, emb_flip = forward(images, flip)
         else:
             emb, emb_flip = forward_images(net, images, ctx=ctx, batch_size=batch_size,
-                                           flip=flip, progress=progress, desc=name)
+                                           flip=flip, progress=progress, desc=name,
+                                           fuse=fuse)
         plain = verification(emb, issame, nfolds=nfolds, far_target=far_target)
         fused = combine_flip(emb, emb_flip, mode) if flip else emb
         if flip:

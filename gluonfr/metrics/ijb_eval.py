@@ -73,7 +73,11 @@ def ijb_forward(net=None, onnx_path=None, ctx=None, batch_size=64):
     if net is not None:
         import mxnet as mx
 
+        from ..utils.fusion import fuse, fusion_available
+
         ctx = mx.cpu() if ctx is None else ctx
+        if fusion_available(ctx):  # once, not per chunk of crops
+            net = fuse(net, (1, 3, 112, 112))
         return lambda crops: forward_images(net, crops, ctx=ctx, batch_size=batch_size,
                                             flip=True, progress=False)
     from .._optional import import_optional
