@@ -117,3 +117,81 @@ def test_eval_int8_calibrates_on_a_bin_and_saves(tmp_path):
     assert got == pytest.approx(int8, rel=1e-6) and got != pytest.approx(fp32, rel=1e-6)
     with pytest.raises(SystemExit):
         eval_cli.main(argv[:10] + ["--int8"])  # no --calib
+
+
+def test_naive_calibration_ranges_are_the_float32_min_max_over_every_image():
+    # 30 crops in batches of 8: four batches, the last one padded; each range must be the
+    # min / max of that layer's float32 output over exactly these 30 images, computed here
+    # with the float32 graph's own internals
+    net = _small_net()
+    net.hybridize()
+    calib = np.random.RandomState(6).uniform(0, 255, size=(30, 12, 12, 3)).astype(np.uint8)
+    qnet = quantize_int8(net, calib, calib_mode="naive", num_calib=30, batch_size=8,
+                         image_size=(12, 12))
+    ranges = {s.name: (float(s.attr("min_calib_range")), float(s.attr("max_calib_range")))
+              for s in qnet(mx.sym.var("data")).get_internals()
+              if s.attr("min_calib_range") is not None}
+    internals = net(mx.sym.var("data")).get_internals()
+    x = mx.nd.array(calib.transpose(0, 3, 1, 2).astype(np.float32))
+
+    def float_range(layer):
+        block = mx.gluon.SymbolBlock(internals[layer], mx.sym.var("data"),
+                                     params=net.collect_params())
+        out = block(x).asnumpy()
+        return out.min(), out.max()
+
+    pixels = calib.astype(np.float64)
+    normalize, bn0, prelu, bn1 = (net[i].name for i in (0, 2, 3, 5))
+    expected = {  # the input after (x - 127.5) / 128, conv + BN, PReLU, depthwise conv + BN
+        f"{normalize}__mulscalar0_0_quantize": ((pixels.min() - 127.5) / 128,
+                                                (pixels.max() - 127.5) / 128),
+        "quantized_sg_mkldnn_conv_bn_0": float_range(f"{bn0}_fwd_output"),
+        f"{prelu}_fwd_output_quantize": float_range(f"{prelu}_fwd_output"),
+        "quantized_sg_mkldnn_conv_bn_1": float_range(f"{bn1}_fwd_output"),
+    }
+    assert sorted(ranges) == sorted(expected)
+    for name, want in expected.items():
+        np.testing.assert_allclose(ranges[name], want, atol=2e-6, err_msg=name)
+
+
+def test_compare_int8_against_numpy_cosines_and_both_evaluations(tmp_path, capsys):
+    from gluonfr.cli import eval as eval_cli
+    from gluonfr.data import load_bin
+    from gluonfr.metrics import evaluate_targets
+    from gluonfr.utils.quantize import compare_int8
+
+    from test_eval_script import write_bin
+
+    write_bin(tmp_path / "lfw.bin", 8, seed=7, size=12)
+    targets = {"lfw": load_bin(str(tmp_path / "lfw.bin"), (12, 12))}
+    net = _small_net()
+    net.hybridize()
+    qnet = quantize_int8(net, str(tmp_path / "lfw.bin"), calib_mode="naive",
+                         image_size=(12, 12), path=str(tmp_path / "q"))
+    got = compare_int8(net, qnet, targets, nfolds=2)["lfw"]
+
+    x = mx.nd.array(targets["lfw"][0].asnumpy().transpose(0, 3, 1, 2).astype(np.float32))
+    xs = mx.nd.concat(x, mx.nd.flip(x, axis=3), dim=0)
+    cos = _cosines(qnet(xs).asnumpy().astype(np.float64), net(xs).asnumpy().astype(np.float64))
+    assert got["cosine_mean"] == pytest.approx(cos.mean(), abs=1e-5)
+    assert got["cosine_min"] == pytest.approx(cos.min(), abs=1e-5)
+    acc = {k: evaluate_targets(m, targets, nfolds=2, progress=False)["lfw"]["accuracy"]
+           for k, m in (("float32", net), ("int8", qnet))}
+    assert got["float32"] == pytest.approx(acc["float32"]) and got["int8"] == acc["int8"]
+    assert got["difference"] == pytest.approx(100 * (acc["int8"] - acc["float32"]))
+    assert got["met"] == (abs(got["difference"]) <= 0.3 and cos.mean() >= 0.99)
+
+    net.export(str(tmp_path / "small"), 0)
+    assert eval_cli.main(["--symbol", str(tmp_path / "small-symbol.json"),
+                          "--params", str(tmp_path / "small-0000.params"),
+                          "--data-dir", str(tmp_path), "--targets", "lfw",
+                          "--image-size", "12,12", "--nfolds", "2", "--quiet", "--int8",
+                          "--calib", str(tmp_path / "q"), "--compare-float32"]) == 0
+    line = [ln for ln in capsys.readouterr().out.splitlines() if "int8 vs float32" in ln]
+    assert line == [f"[lfw] int8 vs float32: accuracy {got['int8']:.4f} vs "
+                    f"{got['float32']:.4f} ({got['difference']:+.2f} points), embedding "
+                    f"cosine mean {got['cosine_mean']:.4f} min {got['cosine_min']:.4f}: "
+                    f"{'within' if got['met'] else 'OUTSIDE'} the int8 bar"]
+    with pytest.raises(SystemExit):
+        eval_cli.main(["--model", "mobilefacenet", "--data-dir", str(tmp_path),
+                       "--compare-float32"])  # without --int8

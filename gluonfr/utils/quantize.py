@@ -23,7 +23,13 @@ import os
 
 import numpy as np
 
-__all__ = ["quantize_int8", "save_quantized", "load_quantized", "calibration_images", "as_int8"]
+__all__ = ["quantize_int8", "save_quantized", "load_quantized", "calibration_images", "as_int8",
+           "compare_int8", "INT8_MAX_ACCURACY_DROP", "INT8_MIN_COSINE"]
+
+#: The int8 acceptance bar (issue 18): accuracy within this many points of float32 ...
+INT8_MAX_ACCURACY_DROP = 0.3
+#: ... and this mean cosine between the int8 and the float32 embedding of each image.
+INT8_MIN_COSINE = 0.99
 
 _IMAGE_EXTS = (".jpg", ".jpeg", ".png", ".bmp", ".webp")
 
@@ -163,12 +169,7 @@ def quantize_int8(net, calib_images, calib_mode="entropy", num_calib=500, exclud
         excluded_op_names=list(exclude_operators or []), calib_mode=calib_mode,
         quantized_dtype="auto",
         quantize_mode="smart", quantize_granularity=granularity)
-    it = mx.io.NDArrayIter(images, batch_size=min(int(batch_size), len(images)),
-                           last_batch_handle="pad", data_name="data")
-    mod = mx.mod.Module(symbol=sym, context=mx.cpu(), data_names=["data"], label_names=None)
-    mod.bind(for_training=False, data_shapes=it.provide_data)
-    mod.set_params(args, auxs, allow_missing=False, force_init=True)
-    q._collect_layer_statistics(mod, it, collector, len(images), None)
+    _collect_statistics(sym, args, auxs, images, int(batch_size), collector)
     qsym, qargs, qauxs = q.calib_graph(qsym=qsym, arg_params=args, aux_params=auxs,
                                        collector=collector, calib_mode=calib_mode,
                                        quantized_dtype="auto")
@@ -179,18 +180,48 @@ def quantize_int8(net, calib_images, calib_mode="entropy", num_calib=500, exclud
     return qnet
 
 
+def _collect_statistics(sym, args, auxs, images, batch_size, collector):
+    """Feed ``collector`` the float32 outputs of the layers it calibrates, batch by batch.
+
+    MXNet's own collection reads every layer's output from an executor monitor callback,
+    while the oneDNN graph runs; some of those reads fail in MXNet 1.9.1 ("We can't generate
+    TBlob for MKLDNN data"), are dropped inside the callback, and the layer silently keeps a
+    partial (or no) range. Here the layers to calibrate are the outputs of the graph
+    instead, read once each batch is computed.
+    """
+    mx = _mx()
+
+    internals = sym.get_internals()
+    available = set(internals.list_outputs())
+    names = [n for n in collector.include_layer if n in available]
+    group = mx.sym.Group([internals[n] for n in names])
+    it = mx.io.NDArrayIter(images, batch_size=min(batch_size, len(images)),
+                           last_batch_handle="pad", data_name="data")
+    mod = mx.mod.Module(symbol=group, context=mx.cpu(), data_names=["data"], label_names=None)
+    mod.bind(for_training=False, data_shapes=it.provide_data)
+    mod.set_params(args, auxs, allow_missing=False, force_init=True, allow_extra=True)
+    for batch in it:
+        mod.forward(batch, is_train=False)
+        for name, out in zip(names, mod.get_outputs()):
+            # through numpy: a plain-layout copy, without the last batch's padded images
+            out = mx.nd.array(out.asnumpy()[:it.batch_size - batch.pad], ctx=mx.cpu())
+            # the collector wraps the handle in an NDArray that frees it: hand it over
+            handle, out.handle = out.handle, None
+            collector.collect(name.encode(), handle)
+
+
 def _symbol_block(sym, args, auxs):
     mx = _mx()
-    from mxnet.gluon import SymbolBlock
+    from .fusion import OneDNNBlock
 
-    qnet = SymbolBlock(sym, [mx.sym.var("data")])
+    qnet = OneDNNBlock(sym, [mx.sym.var("data")])
     params = qnet.collect_params()
     values = {**args, **auxs}
     for name, param in params.items():
         if name not in values:
             raise ValueError(f"quantized network: no value for parameter {name!r}")
         param._load_init(values[name], mx.cpu(), cast_dtype=True, dtype_source="saved")
-    qnet.hybridize(static_alloc=True, static_shape=True)
+    qnet.hybridize(static_alloc=True)  # not static_shape: see gluonfr.utils.fusion
     return qnet
 
 
@@ -250,3 +281,48 @@ def as_int8(net, calib, calib_mode="entropy", path=None, image_size=(112, 112)):
             os.fspath(calib).removesuffix("-symbol.json") + "-symbol.json"):
         return load_quantized(os.fspath(calib))
     return quantize_int8(net, calib, calib_mode=calib_mode, path=path, image_size=image_size)
+
+
+def compare_int8(net, qnet, targets, batch_size=64, nfolds=10, progress=False):
+    """float32 against int8 on verification targets: accuracies and embedding cosines.
+
+    Parameters
+    ----------
+    net : mxnet.gluon.HybridBlock
+        The float32 network.
+    qnet : mxnet.gluon.HybridBlock
+        Its int8 form (:func:`quantize_int8`).
+    targets : dict
+        ``{name: (images, issame)}`` (:func:`gluonfr.metrics.load_targets`).
+    batch_size, nfolds, progress
+        As :func:`gluonfr.metrics.evaluate_targets`.
+
+    Returns
+    -------
+    dict
+        Per target: ``float32`` and ``int8`` (flip accuracy), ``difference`` (int8 - float32,
+        in points), ``cosine_mean`` / ``cosine_min`` (int8 vs float32 embedding of every image
+        and of its mirror image) and ``met``: ``|difference| <=``
+        :data:`INT8_MAX_ACCURACY_DROP` and ``cosine_mean >=`` :data:`INT8_MIN_COSINE`.
+    """
+    from ..metrics import evaluate_targets, forward_images
+
+    out = {}
+    for name, (images, issame) in targets.items():
+        embs, accuracy = [], {}
+        for key, model in (("float32", net), ("int8", qnet)):
+            emb, emb_flip = forward_images(model, images, batch_size=batch_size, flip=True,
+                                           progress=progress, desc=f"{name} {key}")
+            embs.append(np.concatenate([emb, emb_flip]).astype(np.float64))
+            accuracy[key] = float(evaluate_targets(
+                None, {name: (images, issame)}, nfolds=nfolds,
+                forward=lambda _images, _flip, e=(emb, emb_flip): e)[name]["accuracy"])
+        a, b = embs
+        cos = (a * b).sum(1) / np.maximum(np.linalg.norm(a, axis=1) * np.linalg.norm(b, axis=1),
+                                          1e-30)
+        diff = 100.0 * (accuracy["int8"] - accuracy["float32"])
+        out[name] = dict(accuracy, difference=diff, cosine_mean=float(cos.mean()),
+                         cosine_min=float(cos.min()),
+                         met=bool(abs(diff) <= INT8_MAX_ACCURACY_DROP + 1e-9
+                                  and cos.mean() >= INT8_MIN_COSINE))
+    return out
