@@ -71,7 +71,7 @@ def parse_args(argv=None):
                    help="run the network in int8 (oneDNN, CPU); needs --calib")
     p.add_argument("--calib", help="--int8: a gluonfr.utils.save_quantized prefix, or aligned "
                    "crops to calibrate on (.bin, .rec folder, image folder)")
-    p.add_argument("--calib-mode", choices=("entropy", "naive"), default="entropy",
+    p.add_argument("--calib-mode", choices=("naive", "entropy"), default="naive",
                    help="--int8 calibration (default: %(default)s)")
     p.add_argument("--save-int8", metavar="PREFIX",
                    help="--int8: save the calibrated network here (reuse it as --calib)")

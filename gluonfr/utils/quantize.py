@@ -9,11 +9,15 @@ quantized output gets a fixed threshold collected on aligned face crops (calibra
 calibration runs once.
 
 What stays float32 and why: the network's input normalisation ((x - 127.5) / 128 inside the
-graph) and the final 1-D BatchNorm are elementwise / broadcast operators that oneDNN has no
-int8 form for; PReLU is a subgraph of elementwise operators (relu, negative, multiply, add) in
-our oneDNN formulation, so it runs in float32 between a dequantize and the next quantize; the
-last fully-connected layer (the embedding itself) is excluded by default (``exclude``) because
-its error goes straight into the embedding's angle, and it is a small share of the time.
+graph: elementwise operators without an int8 form; its output is quantized), the last
+fully-connected layer (the embedding itself, ``keep_last_fc``: its rounding error goes
+straight into the embedding's angle, and it is a small share of the time) and the
+embedding's 1-D BatchNorm (oneDNN's int8 batch normalisation is 4-D only). PReLU, which
+oneDNN has no int8 per-channel form of, is in gluonfr a BatchNorm-scaling + ReLU + sum
+subgraph (:class:`gluonfr.nn.PReLU`), and those three have int8 kernels: it runs in int8
+too, so the graph stays int8 from the first quantize to the last convolution. (Keeping
+BatchNorm in float32, ``exclude_operators=("BatchNorm",)``, puts a dequantize / quantize
+pair around every PReLU, and MobileFaceNet's int8 graph then ran slower than float32.)
 
 Accuracy must be checked on the model at hand (:func:`quantize_int8` returns a network to
 compare with the float32 one): on randomly initialised networks the int8 embeddings can be
@@ -104,9 +108,9 @@ def calibration_images(source, num=None, image_size=(112, 112)):
     return np.ascontiguousarray(images, dtype=np.float32)
 
 
-def quantize_int8(net, calib_images, calib_mode="entropy", num_calib=500, exclude=None,
+def quantize_int8(net, calib_images, calib_mode="naive", num_calib=500, exclude=None,
                   keep_last_fc=True, batch_size=32, image_size=(112, 112), path=None,
-                  granularity="channel-wise", exclude_operators=("BatchNorm",)):
+                  granularity="channel-wise", exclude_operators=()):
     """Quantize an embedding network to int8 for CPU (oneDNN) inference.
 
     Parameters
@@ -115,9 +119,11 @@ def quantize_int8(net, calib_images, calib_mode="entropy", num_calib=500, exclud
         The float32 network (RGB 0..255 input, as every gluonfr network); it is hybridized.
     calib_images : str or array-like
         Aligned face crops to calibrate on: see :func:`calibration_images`.
-    calib_mode : {'entropy', 'naive'}
-        'entropy' picks each layer's threshold minimising the KL divergence between float32
-        and int8 activations; 'naive' takes the min / max seen.
+    calib_mode : {'naive', 'entropy'}
+        'naive' takes each layer's min / max over the calibration crops; 'entropy' picks the
+        threshold minimising the KL divergence between float32 and int8 activations (it
+        clips, and is much slower). With PReLU in int8, 'naive' is the one that kept the
+        demo network's embeddings at float32's (see docs/deployment.rst).
     num_calib : int
         How many crops to calibrate on.
     exclude : list of str, optional
@@ -133,7 +139,9 @@ def quantize_int8(net, calib_images, calib_mode="entropy", num_calib=500, exclud
     granularity : {'channel-wise', 'tensor-wise'}
         One int8 scale per output channel of each weight, or one per tensor.
     exclude_operators : sequence of str
-        Operator types kept in float32 (BatchNorm: the final 1-D BN of the embedding).
+        Operator types kept in float32 everywhere (e.g. ``("BatchNorm",)`` keeps every PReLU
+        in float32, see the module notes). BatchNorms over (N, C) features (the embedding's
+        1-D BatchNorm) always stay float32: oneDNN's int8 batch normalisation is 4-D only.
 
     Returns
     -------
@@ -163,6 +171,7 @@ def quantize_int8(net, calib_images, calib_mode="entropy", num_calib=500, exclud
                    if "dense" in n and n.endswith("_fwd_output")]
             fcs = [n[:-len("_output")] for n in fcs]
         excluded += fcs[-1:]
+    excluded += _feature_batchnorms(sym, image_size)
     sym = sym.get_backend_symbol("MKLDNN_QUANTIZE")
     qsym, qargs, qauxs, collector = q.quantize_graph(
         sym=sym, arg_params=args, aux_params=auxs, ctx=mx.cpu(), excluded_sym_names=excluded,
@@ -178,6 +187,16 @@ def quantize_int8(net, calib_images, calib_mode="entropy", num_calib=500, exclud
     if path is not None:
         save_quantized(qnet, path)
     return qnet
+
+
+def _feature_batchnorms(sym, image_size):
+    """Names of the BatchNorm layers whose input is (N, C), not (N, C, H, W)."""
+    internals = sym.get_internals()
+    _, shapes, _ = internals.infer_shape_partial(data=(1, 3) + tuple(image_size))
+    shape_of = dict(zip(internals.list_outputs(), shapes))
+    return [s.name for s in internals
+            if s.attr("op_name") == "BatchNorm"
+            and len(shape_of.get(s.name + "_output", ()) or ()) == 2]
 
 
 def _collect_statistics(sym, args, auxs, images, batch_size, collector):
@@ -274,7 +293,7 @@ def load_quantized(path):
     return _symbol_block(sym, args, auxs)
 
 
-def as_int8(net, calib, calib_mode="entropy", path=None, image_size=(112, 112)):
+def as_int8(net, calib, calib_mode="naive", path=None, image_size=(112, 112)):
     """The int8 form of ``net``: loaded when ``calib`` is a :func:`save_quantized` prefix,
     else quantized on the crops ``calib`` names (:func:`quantize_int8`; saved at ``path``)."""
     if isinstance(calib, (str, os.PathLike)) and os.path.isfile(
