@@ -93,6 +93,8 @@ def main():
     stats = summary.get("last_stats") or {}
     _util.emit({"loss": args.loss, "seed": settings.get("seed", 0),
                 "accuracy": val.get("synth_val"), "seconds": seconds,
+                "fold_std": ((summary.get("last_val") or {}).get("accuracy_std") or {})
+                .get("synth_val"),
                 "iters": iters, "batch": settings["batch_size"], "data": info,
                 "settings": cfg.to_dict(), "samples_per_s": summary.get("samples_per_sec"),
                 "train_accuracy": stats.get("accuracy"), "train_loss": stats.get("loss"),

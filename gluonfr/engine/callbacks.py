@@ -203,9 +203,10 @@ class VerificationCallback(Callback):
         results = evaluate_targets(loop.backbone, self.targets, ctx=loop.ctx,
                                    batch_size=self.batch_size, flip=self.flip,
                                    progress=loop.cfg.progress)
-        accs = {}
+        accs, stds = {}, {}
         for name, res in results.items():
             acc, std = float(res["accuracy"]), float(res["accuracy_std"])
+            stds[name] = std
             noflip = (f", no-flip {res['noflip']['accuracy']:.5f}" if "noflip" in res else "")
             accs[name] = acc
             best = loop.best_val.get(name)
@@ -218,7 +219,8 @@ class VerificationCallback(Callback):
             if loop.writer is not None:
                 loop.writer.add_scalar(f"val/{name}", acc, loop.iteration)
         score = float(np.mean(list(accs.values())))
-        loop.last_val = {"iteration": loop.iteration, "accuracy": accs, "mean": score}
+        loop.last_val = {"iteration": loop.iteration, "accuracy": accs, "accuracy_std": stds,
+                         "mean": score}
         new_best = loop.best_score is None or score > loop.best_score
         if new_best:
             loop.best_score = score
