@@ -76,3 +76,25 @@ def test_face_embedder_runs_the_fused_graph_unless_told_not_to():
     assert isinstance(fast.net, OneDNNBlock) and not is_fused(plain.net)
     crops = np.random.RandomState(4).randint(0, 256, (2, 112, 112, 3)).astype(np.uint8)
     np.testing.assert_allclose(fast.embed_crops(crops), plain.embed_crops(crops), atol=1e-4)
+
+
+def test_evaluate_targets_partitions_the_network_once_for_all_targets(small_mobilefacenet,
+                                                                       monkeypatch):
+    from gluonfr.metrics import evaluate_targets
+    from gluonfr.utils import fusion
+
+    rng = np.random.RandomState(3)
+    targets = {name: (rng.randint(0, 256, (8, 32, 32, 3)).astype(np.uint8),
+                      np.array([True, False, True, False])) for name in ("a", "b", "c")}
+    partitions = []
+    real = fusion.OneDNNBlock.optimize_for
+    monkeypatch.setattr(fusion.OneDNNBlock, "optimize_for",
+                        lambda self, *a, **k: partitions.append(1) or real(self, *a, **k))
+    fused = evaluate_targets(small_mobilefacenet, targets, batch_size=4, nfolds=2,
+                             progress=False)
+    assert len(partitions) == 1
+    plain = evaluate_targets(small_mobilefacenet, targets, batch_size=4, nfolds=2,
+                             progress=False, fuse=False)
+    assert len(partitions) == 1
+    for name in targets:
+        assert abs(fused[name]["xnorm"] - plain[name]["xnorm"]) <= 1e-4 * plain[name]["xnorm"]

@@ -49,6 +49,16 @@ def _to_nchw_float(batch):
     return batch.astype(np.float32, copy=False).transpose((0, 3, 1, 2))
 
 
+def cpu_fused(net, images, ctx, fuse=True):
+    """``net`` in its oneDNN-fused form (:func:`gluonfr.utils.fuse`) when ``fuse`` and
+    ``ctx`` is one CPU context of an MKLDNN build, else ``net``; ``images`` (HWC) give the
+    example input. An already fused network comes back as it is, so a caller that embeds
+    several image sets fuses once by passing the result on."""
+    if fuse and fusion_available(as_context_list(ctx)):
+        return fused(net, _to_nchw_float(images[:1]))
+    return net
+
+
 def _first_output(out):
     # Training-style networks may return (embedding, logits); the embedding comes first.
     return out[0] if isinstance(out, (list, tuple)) else out
@@ -94,8 +104,7 @@ def forward_images(net, images, ctx=_CPU, batch_size=64, flip=True, progress=Tru
     batch_size = int(batch_size)
     _check_params_on(net, ctx_list)
     num = int(images.shape[0])
-    if fuse and fusion_available(ctx_list):
-        net = fused(net, _to_nchw_float(images[:1]))
+    net = cpu_fused(net, images, ctx_list, fuse)
     outputs, flipped = [], []
 
     def collect(pending):
