@@ -11,7 +11,7 @@ import os
 from dataclasses import dataclass, field
 from typing import List, Optional
 
-from ..loss import get_loss_class, get_loss_list
+from ..loss import get_loss_class, get_loss_list, scale_and_margin_names
 from ..utils.names import unknown_name_error
 
 __all__ = ["TrainConfig", "add_arguments", "config_from_args", "LOSSES", "LR_MODES",
@@ -242,11 +242,7 @@ class TrainConfig:
     def __post_init__(self):
         if self.loss in get_loss_list(HEAD_KINDS):
             defaults = _head_defaults(self.loss)
-            factory = get_loss_class(self.loss)
-            # the loss's own names for its scale and margin (L2-softmax's scale and LGM's
-            # margin are both called alpha); the engine's loss_kwargs reads the same two
-            scale = getattr(factory, "config_scale", "s")
-            margin = getattr(factory, "config_margin", "m")
+            scale, margin = scale_and_margin_names(self.loss)
             if self.margin_s is None:
                 self.margin_s = float(defaults.get(scale, 64.0))
             if self.margin_m is None and margin in defaults:

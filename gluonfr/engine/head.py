@@ -16,6 +16,7 @@ from ..loss import (
     get_loss_class,
     get_loss_list,
     loss_kind,
+    scale_and_margin_names,
 )
 from ..nn import NormDense, PartialFC, check_partial_fc_loss
 from ..nn.partial_fc import shard_files, worker_file
@@ -99,11 +100,9 @@ def loss_kwargs(cfg, num_classes, embedding_size):
     ``m1, m2, m3``, the class count and embedding size to ``classes`` / ``in_units``;
     ``cfg.loss_kwargs`` (``--loss-kwargs``) is applied last.
     """
-    factory = get_loss_class(cfg.loss)
-    params = _accepted(factory)
+    params = _accepted(get_loss_class(cfg.loss))
     kw = {}
-    scale = getattr(factory, "config_scale", "s")
-    margin = getattr(factory, "config_margin", "m")
+    scale, margin = scale_and_margin_names(cfg.loss)
     if cfg.margin_s is not None and scale in params:
         kw[scale] = cfg.margin_s
     if cfg.margin_m is not None and margin in params:

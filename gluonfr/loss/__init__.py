@@ -22,7 +22,14 @@ from .margin import (
     SubCenterArcFaceLoss,
 )
 from .metric import ContrastiveLoss, MPSLoss, TripletLoss
-from .registry import get_loss, get_loss_class, get_loss_list, loss_kind, register_loss
+from .registry import (
+    get_loss,
+    get_loss_class,
+    get_loss_list,
+    loss_kind,
+    register_loss,
+    scale_and_margin_names,
+)
 from .sphereface import SphereFaceLoss
 
 register_loss(SoftmaxCrossEntropyLoss, name="softmax", kind="logits")
@@ -34,5 +41,5 @@ __all__ = ["ArcFaceLoss", "CosFaceLoss", "CombinedMarginLoss", "NormFaceLoss", "
            "SubCenterArcFaceLoss", "MVSoftmaxLoss", "CurricularFaceLoss", "AdaCosLoss",
            "AdaFaceLoss", "MagFaceLoss", "CircleLoss", "CenterLoss", "RingLoss", "GitLoss",
            "LGMLoss", "ContrastiveLoss", "TripletLoss", "MPSLoss", "check_labels", "get_loss",
-           "get_loss_class", "get_loss_list", "loss_kind", "register_loss", "ArcLoss", "CosLoss",
-           "L2Softmax"]
+           "get_loss_class", "get_loss_list", "loss_kind", "register_loss",
+           "scale_and_margin_names", "ArcLoss", "CosLoss", "L2Softmax"]

@@ -16,7 +16,7 @@ is, which the training engine reads to wire it up:
 from ..utils.names import unknown_name_error
 
 __all__ = ["register_loss", "get_loss", "get_loss_list", "get_loss_class", "loss_kind",
-           "KINDS"]
+           "scale_and_margin_names", "KINDS"]
 
 KINDS = ("cosine", "embedding", "logits", "auxiliary", "pair")
 
@@ -72,6 +72,16 @@ def get_loss_class(name):
         For an unknown name; the message names the closest matches and every known loss.
     """
     return _entry(name)[0]
+
+
+def scale_and_margin_names(name):
+    """The constructor arguments ``--margin-s`` and ``--margin-m`` set for loss ``name``.
+
+    ``("s", "m")`` unless the class names others in ``config_scale`` / ``config_margin``
+    (L2-softmax's scale and LGM's margin are both called ``alpha``).
+    """
+    factory = get_loss_class(name)
+    return getattr(factory, "config_scale", "s"), getattr(factory, "config_margin", "m")
 
 
 def loss_kind(name):
