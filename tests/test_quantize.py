@@ -154,7 +154,8 @@ def test_naive_calibration_ranges_are_the_float32_min_max_over_every_image():
         np.testing.assert_allclose(ranges[name], want, atol=2e-6, err_msg=name)
 
 
-def test_compare_int8_against_numpy_cosines_and_both_evaluations(tmp_path, capsys):
+def test_compare_int8_against_numpy_cosines_and_both_evaluations(tmp_path, capsys,
+                                                                   monkeypatch):
     from gluonfr.cli import eval as eval_cli
     from gluonfr.data import load_bin
     from gluonfr.metrics import evaluate_targets
@@ -182,6 +183,18 @@ def test_compare_int8_against_numpy_cosines_and_both_evaluations(tmp_path, capsy
     assert got["met"] == (abs(got["difference"]) <= 0.3 and cos.mean() >= 0.99)
 
     net.export(str(tmp_path / "small"), 0)
+    import gluonfr.metrics
+    import gluonfr.metrics.evaluate
+
+    runs = []
+    real = gluonfr.metrics.forward_images
+
+    def counted(model, images, **kw):
+        runs.append(kw.get("desc"))
+        return real(model, images, **kw)
+
+    monkeypatch.setattr(gluonfr.metrics, "forward_images", counted)
+    monkeypatch.setattr(gluonfr.metrics.evaluate, "forward_images", counted)
     assert eval_cli.main(["--symbol", str(tmp_path / "small-symbol.json"),
                           "--params", str(tmp_path / "small-0000.params"),
                           "--data-dir", str(tmp_path), "--targets", "lfw",
@@ -192,6 +205,8 @@ def test_compare_int8_against_numpy_cosines_and_both_evaluations(tmp_path, capsy
                     f"{got['float32']:.4f} ({got['difference']:+.2f} points), embedding "
                     f"cosine mean {got['cosine_mean']:.4f} min {got['cosine_min']:.4f}: "
                     f"{'within' if got['met'] else 'OUTSIDE'} the int8 bar"]
+    # float32 once and int8 once: the evaluation reuses compare_int8's int8 embeddings
+    assert runs == ["lfw float32", "lfw int8"]
     with pytest.raises(SystemExit):
         eval_cli.main(["--model", "mobilefacenet", "--data-dir", str(tmp_path),
                        "--compare-float32"])  # without --int8

@@ -302,7 +302,8 @@ def as_int8(net, calib, calib_mode="naive", path=None, image_size=(112, 112)):
     return quantize_int8(net, calib, calib_mode=calib_mode, path=path, image_size=image_size)
 
 
-def compare_int8(net, qnet, targets, batch_size=64, nfolds=10, progress=False):
+def compare_int8(net, qnet, targets, batch_size=64, nfolds=10, progress=False,
+                 keep_embeddings=False):
     """float32 against int8 on verification targets: accuracies and embedding cosines.
 
     Parameters
@@ -315,6 +316,9 @@ def compare_int8(net, qnet, targets, batch_size=64, nfolds=10, progress=False):
         ``{name: (images, issame)}`` (:func:`gluonfr.metrics.load_targets`).
     batch_size, nfolds, progress
         As :func:`gluonfr.metrics.evaluate_targets`.
+    keep_embeddings : bool
+        Also return each target's int8 ``(emb, emb_flip)`` as ``int8_embeddings`` (for an
+        evaluation of the int8 network that should not embed the images again).
 
     Returns
     -------
@@ -340,6 +344,8 @@ def compare_int8(net, qnet, targets, batch_size=64, nfolds=10, progress=False):
         cos = (a * b).sum(1) / np.maximum(np.linalg.norm(a, axis=1) * np.linalg.norm(b, axis=1),
                                           1e-30)
         diff = 100.0 * (accuracy["int8"] - accuracy["float32"])
+        if keep_embeddings:
+            accuracy["int8_embeddings"] = (emb, emb_flip)  # the last model run: int8
         out[name] = dict(accuracy, difference=diff, cosine_mean=float(cos.mean()),
                          cosine_min=float(cos.min()),
                          met=bool(abs(diff) <= INT8_MAX_ACCURACY_DROP + 1e-9
