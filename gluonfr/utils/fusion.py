@@ -22,6 +22,7 @@ import mxnet as mx
 from mxnet.gluon import HybridBlock, SymbolBlock
 
 from .context import as_context_list
+from .prelu_fold import fold_prelu
 
 logger = logging.getLogger(__name__)
 
@@ -52,6 +53,30 @@ class OneDNNBlock(SymbolBlock):
         return out
 
 
+def inference_graph(net, data=None):
+    """``net``'s graph and values: (symbol, arguments, auxiliary states), CPU NDArrays by name."""
+    data = mx.sym.var("data") if data is None else data
+    out = net(data)
+    if isinstance(out, (list, tuple)):
+        out = mx.sym.Group(list(out))
+    values = {name: p.data(mx.cpu()) if mx.cpu() in p.list_ctx() else p.data().as_in_context(
+        mx.cpu()) for name, p in net.collect_params().items()}
+    aux_names = set(out.list_auxiliary_states())
+    args = {n: values[n] for n in out.list_arguments() if n in values}
+    return out, args, {n: values[n] for n in aux_names if n in values}
+
+
+def symbol_block(sym, args, auxs):
+    """An :class:`OneDNNBlock` of ``sym`` (input ``data``) holding the given values."""
+    block = OneDNNBlock(sym, [mx.sym.var("data")])
+    values = {**args, **auxs}
+    for name, param in block.collect_params().items():
+        if name not in values:
+            raise ValueError(f"graph parameter {name!r} has no value")
+        param._load_init(values[name], mx.cpu(), cast_dtype=True, dtype_source="saved")
+    return block
+
+
 def is_fused(net):
     """Whether ``net`` already runs a oneDNN-partitioned (fused or int8) graph."""
     if isinstance(net, OneDNNBlock):
@@ -75,8 +100,8 @@ def fuse(net, example):
     Returns
     -------
     mxnet.gluon.HybridBlock
-        An :class:`OneDNNBlock` sharing ``net``'s parameters; ``net`` itself when it is
-        already fused (or int8), is not a HybridBlock, or the partitioning fails (logged).
+        An :class:`OneDNNBlock` with a copy of ``net``'s current weights; ``net`` itself when
+        it is already fused (or int8), is not a HybridBlock, or the partitioning fails (logged).
     """
     if not isinstance(net, HybridBlock) or is_fused(net):
         return net
@@ -86,8 +111,9 @@ def fuse(net, example):
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")  # SymbolBlock's notes on the unnamed input
-            out = net(data)
-            block = OneDNNBlock(out, data, params=net.collect_params())
+            sym, args, auxs = inference_graph(net, data)
+            sym, args, auxs, _ = fold_prelu(sym, args, auxs)
+            block = symbol_block(sym, args, auxs)
             block.optimize_for(example, backend="MKLDNN", static_alloc=True)
     except mx.base.MXNetError as e:
         logger.warning("oneDNN fusion failed, running the plain graph: %s",

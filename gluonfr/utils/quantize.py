@@ -151,17 +151,16 @@ def quantize_int8(net, calib_images, calib_mode="naive", num_calib=500, exclude=
     mx = _mx()
     from mxnet.contrib import quantization as q
 
+    from .fusion import inference_graph
+    from .prelu_fold import fold_prelu
+
     if calib_mode not in ("entropy", "naive"):
         raise ValueError(f"calib_mode must be 'entropy' or 'naive', got {calib_mode!r}")
     images = calibration_images(calib_images, num=num_calib, image_size=image_size)
     net.hybridize()
-    net(mx.nd.array(images[:1]))
-    import tempfile
-
-    with tempfile.TemporaryDirectory(prefix="gluonfr-int8-") as tmp:
-        prefix = os.path.join(tmp, "net")
-        net.export(prefix, 0)
-        sym, args, auxs = mx.model.load_checkpoint(prefix, 0)
+    net(mx.nd.array(images[:1]))  # deferred shapes
+    sym, args, auxs = inference_graph(net)
+    sym, args, auxs, _ = fold_prelu(sym, args, auxs)
     excluded = list(exclude or [])
     if keep_last_fc:
         fcs = [s.name for s in sym.get_internals()
@@ -230,16 +229,9 @@ def _collect_statistics(sym, args, auxs, images, batch_size, collector):
 
 
 def _symbol_block(sym, args, auxs):
-    mx = _mx()
-    from .fusion import OneDNNBlock
+    from .fusion import symbol_block
 
-    qnet = OneDNNBlock(sym, [mx.sym.var("data")])
-    params = qnet.collect_params()
-    values = {**args, **auxs}
-    for name, param in params.items():
-        if name not in values:
-            raise ValueError(f"quantized network: no value for parameter {name!r}")
-        param._load_init(values[name], mx.cpu(), cast_dtype=True, dtype_source="saved")
+    qnet = symbol_block(sym, args, auxs)
     qnet.hybridize(static_alloc=True)  # not static_shape: see gluonfr.utils.fusion
     return qnet
 
