@@ -108,8 +108,9 @@ class FaceEmbedder:
         See ``precision``.
     fuse : bool
         float32 on one CPU context (MXNet backend): run the oneDNN-fused graph
-        (:func:`gluonfr.utils.fuse`, conv + BatchNorm + activation as one primitive; the
-        embeddings match the plain graph's to float rounding). ``False`` runs the plain graph.
+        (:func:`gluonfr.utils.fuse`: PReLUs folded into the convolutions, conv + BatchNorm +
+        activation as one primitive; the embeddings match the plain graph's to float
+        rounding). ``False`` runs the plain graph.
     detector : gluonfr.detect.FaceDetector, optional
         Finds the faces of whole photos; default: a :class:`~gluonfr.detect.FaceDetector`
         with its defaults, built when the first whole photo arrives.

@@ -4,10 +4,10 @@
 get); ``optimize_for``: the library's oneDNN-fused graph (``gluonfr.utils.fuse``, what
 ``FaceEmbedder`` and evaluation run on the CPU by default); ``int8``: ``gluonfr.utils.
 quantize_int8`` (its default naive calibration on procedural 112x112 faces; speed does not
-depend on how good the ranges are); ``onnx``: ``gluonfr.utils.export_onnx`` (Conv+BN folded) run in ONNX
-Runtime's CPU provider, as ``FaceEmbedder(backend='onnx')`` does. ``--native-prelu`` runs the
-MXNet paths with the textbook ``LeakyReLU(act_type='prelu')`` op (``gluonfr.nn.native_prelu``):
-the library before its oneDNN PReLU, measured in the same run.
+depend on how good the ranges are); ``onnx``: ``gluonfr.utils.export_onnx`` (Conv+BN folded)
+run in ONNX Runtime's CPU provider, as ``FaceEmbedder(backend='onnx')`` does.
+``--native-prelu`` runs the MXNet paths with the textbook ``LeakyReLU(act_type='prelu')`` op
+(``gluonfr.nn.native_prelu``): the library before its oneDNN PReLU, measured in the same run.
 
 ``--mode evalbin``: end-to-end seconds of ``gluonfr.metrics.evaluate_targets`` (flip, 10 folds)
 over a ``.bin`` (``--bin``), float32 fused and int8 (``--precision``); ``--images`` limits

@@ -1,9 +1,11 @@
 """oneDNN graph fusion of embedding networks for CPU inference (the fast float32 path).
 
-:func:`fuse` gives the ``optimize_for('MKLDNN')`` form of a network: convolution + BatchNorm
-(+ activation) and fully-connected layers become single oneDNN primitives. It is a separate
-:class:`OneDNNBlock` sharing the network's parameters, so the network itself is left as it
-was (a training backbone evaluated between iterations keeps training normally).
+:func:`fuse` gives the ``optimize_for('MKLDNN')`` form of a network: the PReLUs between cheap
+convolutions are first folded into them (:mod:`gluonfr.utils.prelu_fold`), then convolution +
+BatchNorm (+ ReLU, + sum) and fully-connected layers become single oneDNN primitives. It is a
+separate :class:`OneDNNBlock` holding a copy of the network's weights as they are when it is
+made, so the network itself is left as it was (a training backbone evaluated between
+iterations keeps training normally, and is fused again for the next evaluation).
 
 Two MXNet 1.9.1 faults shape this module, both worked around here and nowhere else:
 

@@ -4,16 +4,16 @@ oneDNN has no per-channel PReLU, so in MXNet 1.9.1's fused (and int8) graphs eac
 chain of elementwise primitives (:class:`gluonfr.nn.PReLU`: two BatchNorm scalings, a ReLU and a
 sum), and in MobileFaceNet those chains take most of the time. Per channel,
 
-    prelu(y) = y + (1 - alpha) * relu(-y) = y + sign(1 - alpha) * r,
-    r = relu(-|1 - alpha| * y),
+    prelu(y) = y + (1 - alpha) * relu(-y),
 
 and a convolution ``K`` that reads ``prelu(y)`` is linear, so ``K(prelu(y)) = K(y) + K'(r)``
-with ``K'`` the same convolution, its weights for input channel ``c`` times ``sign(1 - alpha_c)``.
+with ``r = relu(-y)`` and ``K'`` the same convolution with its weights for input channel ``c``
+times ``1 - alpha_c``.
 
 :func:`fold_prelu` rewrites the graph into that form: ``r`` is a 1x1 depthwise convolution
-of ``y`` with ReLU (one oneDNN primitive), ``K`` runs on ``y`` and ``K'`` on ``r``, and the
-second run adds the first in oneDNN's sum post-op (a BatchNorm after ``K`` is folded into both
-runs, and a residual sum after it is taken into the first). The values are those of the
+of ``y`` (weights -1) with ReLU, one oneDNN primitive; ``K'`` runs on ``r`` and ``K`` on ``y``,
+the second run adding the first in oneDNN's sum post-op (a BatchNorm after ``K`` is folded into
+both runs, and a residual sum after it is taken into the first). The values are those of the
 original graph up to float rounding.
 
 Why this form and not the obvious ``conv_a(x) + relu(conv_b(x))`` at the PReLU itself: in
@@ -145,14 +145,14 @@ def _consumer_macs(attrs):
     return int(attrs["num_filter"]) * kernel / (int(attrs.get("num_group", "1")) * stride)
 
 
-def _signed_inputs(weight, sign):
-    """``weight`` (O, C / groups, kh, kw) with input channel c's weights times ``sign[c]``."""
+def _scaled_inputs(weight, factor):
+    """``weight`` (O, C / groups, kh, kw) with input channel c's weights times ``factor[c]``."""
     out_channels, per_group = weight.shape[:2]
-    groups = sign.shape[0] // per_group
+    groups = factor.shape[0] // per_group
     # output o belongs to group o // (O / groups), whose inputs are channels g * per_group + j
     group_of = np.arange(out_channels) // (out_channels // groups)
     channel = group_of[:, None] * per_group + np.arange(per_group)[None, :]
-    return weight * sign[channel].reshape(channel.shape + (1,) * (weight.ndim - 2))
+    return weight * factor[channel].reshape(channel.shape + (1,) * (weight.ndim - 2))
 
 
 def fold_prelu(sym, args, auxs, max_macs=None):
@@ -197,16 +197,16 @@ def fold_prelu(sym, args, auxs, max_macs=None):
         alpha = value(alpha_node)
         name = g.nodes[prelu]["name"]
         channels = alpha.shape[0]
-        slope = variable(f"{name}_fold_weight", -np.abs(1.0 - alpha).reshape(channels, 1, 1, 1))
-        r = g.add("Convolution", f"{name}_fold", [y, slope],
+        minus_one = variable(f"{name}_fold_weight", -np.ones((channels, 1, 1, 1)))
+        r = g.add("Convolution", f"{name}_fold", [y, minus_one],
                   {"kernel": "(1, 1)", "num_filter": str(channels), "num_group": str(channels),
                    "no_bias": "True"})
         r = g.add("Activation", f"{name}_fold_relu", [r], {"act_type": "relu"})
         for conv, _ in users:
-            reads[conv] = (y, r, np.where(alpha > 1, -1.0, 1.0))
+            reads[conv] = (y, r, 1.0 - alpha)
         folded.append(name)
 
-    for conv, (y, r, sign) in reads.items():
+    for conv, (y, r, slope) in reads.items():
         attrs, name = dict(g.attrs(conv)), g.nodes[conv]["name"]
         weight = value(g.source(conv, 1))
         bias = (np.zeros(weight.shape[0]) if attrs.get("no_bias", "False") in _TRUE
@@ -223,19 +223,19 @@ def fold_prelu(sym, args, auxs, max_macs=None):
             weight = weight * scale.reshape((-1,) + (1,) * (weight.ndim - 1))
             bias = (bias - mean) * scale + beta
             out = bn
-        attrs["no_bias"] = "False"
-        first = g.add("Convolution", f"{name}_fold_y", [
-            y, variable(f"{name}_fold_y_weight", weight),
-            variable(f"{name}_fold_y_bias", bias)], attrs)
+        # the run on r first: its output, an int8 tensor of its own, is the smaller term
+        first = g.add("Convolution", f"{name}_fold_r", [
+            r, variable(f"{name}_fold_r_weight", _scaled_inputs(weight, slope))],
+            dict(attrs, no_bias="True"))
         add, _ = g.only_consumer(out)
         if add is not None and g.op(add) == "elemwise_add" and g.source(add, 0) != g.source(add, 1):
             # a residual sum after K goes into the first run's sum post-op
             other = g.source(add, 1) if g.source(add, 0) == out else g.source(add, 0)
             first = g.add("elemwise_add", f"{name}_fold_residual", [first, other])
             out = add
-        attrs = dict(attrs, no_bias="True")
-        second = g.add("Convolution", f"{name}_fold_r", [
-            r, variable(f"{name}_fold_r_weight", _signed_inputs(weight, sign))], attrs)
+        second = g.add("Convolution", f"{name}_fold_y", [
+            y, variable(f"{name}_fold_y_weight", weight),
+            variable(f"{name}_fold_y_bias", bias)], dict(attrs, no_bias="False"))
         g.redirect[out] = g.add("elemwise_add", f"{name}_fold_sum", [second, first])
 
     if not folded:
