@@ -61,8 +61,8 @@ def inference_graph(net, data=None):
     out = net(data)
     if isinstance(out, (list, tuple)):
         out = mx.sym.Group(list(out))
-    values = {name: p.data(mx.cpu()) if mx.cpu() in p.list_ctx() else p.data().as_in_context(
-        mx.cpu()) for name, p in net.collect_params().items()}
+    # data(cpu) also fills gluonfr.nn.PReLU's constants, which are set on first use
+    values = {name: p.data(mx.cpu()) for name, p in net.collect_params().items()}
     aux_names = set(out.list_auxiliary_states())
     args = {n: values[n] for n in out.list_arguments() if n in values}
     return out, args, {n: values[n] for n in aux_names if n in values}
