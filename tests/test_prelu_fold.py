@@ -12,8 +12,8 @@ from mxnet.gluon import nn
 
 
 def _randomise(net, seed=0):
-    """Statistics away from their initial values and slopes on both sides of 1 (the sign
-    flip of the folded form), so a wrong fold shows in the outputs."""
+    """Statistics away from their initial values and slopes on both sides of 1 (``1 - alpha``
+    of either sign in the folded weights), so a wrong fold shows in the outputs."""
     rng = np.random.RandomState(seed)
     for name, p in net.collect_params().items():
         if name.endswith("alpha"):
@@ -136,7 +136,7 @@ def test_fused_network_is_a_snapshot_of_the_weights(mobilefacenet):
     ops = _ops(fused(mx.sym.var("data")))
     assert "_rminus_scalar" not in ops and "elemwise_add" not in ops
     before = fused(x).asnumpy()
-    alpha = net.collect_params(".*alpha").values().__iter__().__next__()
+    alpha = next(iter(net.collect_params(".*alpha").values()))
     saved = alpha.data().copy()
     alpha.set_data(saved + 1.0)
     try:

@@ -218,6 +218,8 @@ def _fix_prelu_slopes(model):
 def _fold_conv_batchnorm(model):
     from onnx import helper, numpy_helper
 
+    from .bn_fold import fold_batchnorm
+
     inits = _initializers(model)
     consumers = {}
     for node in model.graph.node:
@@ -240,9 +242,8 @@ def _fold_conv_batchnorm(model):
         weight = numpy_helper.to_array(inits[conv.input[1]]).astype(np.float64)
         bias = (numpy_helper.to_array(inits[conv.input[2]]).astype(np.float64)
                 if len(conv.input) > 2 and conv.input[2] else np.zeros(weight.shape[0]))
-        scale = gamma / np.sqrt(var + eps)
-        new_w = (weight * scale.reshape((-1,) + (1,) * (weight.ndim - 1))).astype(np.float32)
-        new_b = (beta + (bias - mean) * scale).astype(np.float32)
+        new_w, new_b = (a.astype(np.float32)
+                        for a in fold_batchnorm(weight, bias, gamma, beta, mean, var, eps))
         w_name, b_name = conv.input[1] + "_bnfolded", conv.output[0] + "_bnfolded_bias"
         model.graph.initializer.extend([numpy_helper.from_array(new_w, w_name),
                                         numpy_helper.from_array(new_b, b_name)])

@@ -30,8 +30,10 @@ the default). A PReLU is left as it is when anything other than a convolution's 
 """
 import json
 
+import mxnet as mx
 import numpy as np
 
+from .bn_fold import fold_batchnorm
 from .summary import _tuple
 
 __all__ = ["fold_prelu", "DEFAULT_MAX_MACS"]
@@ -41,12 +43,6 @@ __all__ = ["fold_prelu", "DEFAULT_MAX_MACS"]
 DEFAULT_MAX_MACS = 256
 
 _TRUE = ("True", "true", "1")
-
-
-def _mx():
-    import mxnet as mx
-
-    return mx
 
 
 class _Graph:
@@ -113,14 +109,14 @@ class _Graph:
         graph = {"nodes": nodes, "heads": [[index[e[0]]] + e[1:] for e in heads],
                  "arg_nodes": [k for k, n in enumerate(nodes) if n["op"] == "null"],
                  "attrs": self.json.get("attrs", {})}
-        return _mx().sym.load_json(json.dumps(graph))
+        return mx.sym.load_json(json.dumps(graph))
 
 
 def _prelus(g):
-    """(prelu node, input node, slope variable node, the nodes the PReLU is made of)."""
+    """(prelu node, input node, slope variable node) of each PReLU, either form."""
     for i in range(g.original):
         if g.op(i) == "LeakyReLU" and g.attrs(i).get("act_type") == "prelu":
-            yield i, g.source(i, 0), g.source(i, 1), {i}
+            yield i, g.source(i, 0), g.source(i, 1)
         if g.op(i) != "elemwise_add":
             continue
         # gluonfr.nn.PReLU: BatchNorm(y, alpha) + BatchNorm(relu(y), 1 - alpha)
@@ -134,7 +130,7 @@ def _prelus(g):
                     and g.source(relu, 0) == y and g.op(one_minus) == "_rminus_scalar"
                     and float(g.attrs(one_minus).get("scalar", "nan")) == 1.0
                     and g.source(one_minus, 0) == alpha):
-                yield i, y, alpha, {i, lin, pos, relu, one_minus}
+                yield i, y, alpha
                 break
 
 
@@ -174,7 +170,6 @@ def fold_prelu(sym, args, auxs, max_macs=None):
         The new graph, its arguments and auxiliary states (new weights for the rewritten
         convolutions, unused ones dropped) and the names of the PReLUs folded.
     """
-    mx = _mx()
     max_macs = DEFAULT_MAX_MACS if max_macs is None else max_macs
     g = _Graph(sym)
     args, auxs = dict(args), dict(auxs)
@@ -188,7 +183,7 @@ def fold_prelu(sym, args, auxs, max_macs=None):
         return g.add("null", name, [])
 
     folded, reads = [], {}
-    for prelu, y, alpha_node, _ in _prelus(g):
+    for prelu, y, alpha_node in _prelus(g):
         users = g.consumers.get(prelu, [])
         if (not users or g.nodes[alpha_node]["name"] not in args
                 or any(i < 0 or g.op(i) != "Convolution" or slot != 0 for i, slot in users)
@@ -219,9 +214,8 @@ def fold_prelu(sym, args, auxs, max_macs=None):
             gamma, beta, mean, var = (value(g.source(bn, k)) for k in range(1, 5))
             if bn_attrs.get("fix_gamma", "True") in _TRUE:
                 gamma = np.ones_like(gamma)
-            scale = gamma / np.sqrt(var + float(bn_attrs.get("eps", "1e-3")))
-            weight = weight * scale.reshape((-1,) + (1,) * (weight.ndim - 1))
-            bias = (bias - mean) * scale + beta
+            weight, bias = fold_batchnorm(weight, bias, gamma, beta, mean, var,
+                                          float(bn_attrs.get("eps", "1e-3")))
             out = bn
         # the run on r first: its output, an int8 tensor of its own, is the smaller term
         first = g.add("Convolution", f"{name}_fold_r", [
