@@ -37,6 +37,7 @@ def _rank_array(name, shape, dtype, rank):
 
 def _worker(out_dir):
     from gluonfr.engine.collective import Collective
+    from gluonfr.engine.distributed import close_kvstore
 
     import mxnet as mx
     import numpy as np
@@ -66,6 +67,7 @@ def _worker(out_dir):
     except RuntimeError as err:
         res["refused"] = np.array(str(err))
     np.savez(os.path.join(out_dir, f"rank{coll.rank}.npz"), **res)
+    close_kvstore(kv)  # both workers, now: not in the interpreter's exit
 
 
 def _partial_fc_steps(coll):

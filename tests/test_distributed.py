@@ -9,6 +9,7 @@ import os
 import signal
 import subprocess
 import sys
+import time
 
 import gluonfr  # noqa: F401  (before mxnet; in scheduler/server roles it runs the service)
 
@@ -141,38 +142,110 @@ def test_two_workers_with_partial_fc_match_one_process_of_two_devices(tmp_path):
         merge_classifier(os.path.join(cfg.save_dir, k))
 
 
-@pytest.mark.slow
-def test_a_failing_worker_stops_every_worker_with_a_clear_error(tmp_path):
-    import threading
-    import time
+def _job_processes(marker):
+    """PIDs of running (not zombie) processes whose command line holds ``marker``."""
+    from gluonfr.engine.distributed import _running
 
-    data = str(tmp_path / "faces")
-    synthetic.make_dataset(data, num_identities=12, images_per_identity=4, num_pairs=20, seed=1)
-    cfg = _cfg(data, tmp_path / "dist", kvstore="dist_sync", max_iters=50, log_interval=1,
-               save_interval=50, dist_timeout=20)
-    env = dict(os.environ, GLUONFR_TEST_FAIL_AT="3",
-               PYTHONPATH=os.pathsep.join([HERE, os.environ.get("PYTHONPATH", "")]))
-    cmd = [sys.executable, os.path.join(REPO, "scripts", "launch_dist.py"), "-n", "2", "-s", "1",
-           "--launcher", "local", "--", sys.executable, os.path.abspath(__file__), "worker",
-           json.dumps(cfg.to_dict()), str(tmp_path)]
+    found = []
+    for pid in filter(str.isdigit, os.listdir("/proc")):
+        try:
+            with open(f"/proc/{pid}/cmdline", "rb") as f:
+                cmdline = f.read().decode(errors="replace")
+        except OSError:
+            continue
+        if marker in cmdline and _running(pid):
+            found.append(int(pid))
+    return found
+
+
+def _launch(args, timeout, env=None):
+    """scripts/launch_dist.py ARGS; (status, output), or the test fails at ``timeout``."""
+    cmd = [sys.executable, os.path.join(REPO, "scripts", "launch_dist.py")] + args
     proc = subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
                             start_new_session=True, text=True)
-    lines = []
-    reader = threading.Thread(target=lambda: lines.extend(proc.stdout), daemon=True)
-    reader.start()
-    expected = ["rank 1: training failed after iteration 3 (RuntimeError: simulated worker "
-                "failure)",
-                "rank 0: no training progress for 20 s (last finished iteration"]
-    deadline = time.time() + 200
     try:
-        while time.time() < deadline and not all(e in "".join(lines) for e in expected):
-            time.sleep(0.5)
-    finally:
-        os.killpg(proc.pid, signal.SIGKILL)  # scheduler and server wait for ever otherwise
-        proc.wait()
-        reader.join(timeout=5)
-    text = "".join(lines)
-    for e in expected:
-        assert e in text, text[-3000:]
+        out, _ = proc.communicate(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        os.killpg(proc.pid, signal.SIGKILL)  # the job's processes are in its group
+        out, _ = proc.communicate()
+        pytest.fail(f"the launcher did not end within {timeout} s:\n{out[-3000:]}")
+    return proc.returncode, out
+
+
+_WATCHED = """import logging, sys, time
+from gluonfr.engine.distributed import StepWatchdog
+logging.basicConfig(level=logging.INFO, format="%(message)s")
+dog = StepWatchdog(0.4, 4, logging.getLogger("w"), lambda: "last finished iteration 9")
+if sys.argv[1] == "idle":
+    time.sleep(30)
+dog.fail(RuntimeError("boom"))
+if sys.argv[1] == "failed-and-stuck":
+    time.sleep(30)
+sys.exit(0)  # the error was caught, say: still a failed worker
+"""
+
+
+@pytest.mark.parametrize("case, status, message", [
+    ("idle", 3, "rank 4: no training progress for 0.4 s (last finished iteration 9): another "
+                "worker has probably failed or hangs (see its log); stopping this worker"),
+    ("failed-and-stuck", 3, "rank 4: training failed (RuntimeError: boom); its kvstore cannot "
+                            "shut down (the other workers wait for its gradients); exiting"),
+    ("failed", 1, None),
+])
+def test_the_watchdog_ends_an_idle_or_failed_worker(tmp_path, case, status, message):
+    prog = tmp_path / "watched.py"
+    prog.write_text(_WATCHED)
+    t0 = time.monotonic()
+    proc = subprocess.run([sys.executable, str(prog), case], capture_output=True, text=True,
+                          timeout=60)
+    assert proc.returncode == status, proc.stderr
+    assert time.monotonic() - t0 < 25  # not the 30 s sleeps
+    if message:
+        assert message in proc.stderr
+    else:
+        assert "no training progress" not in proc.stderr
+
+
+# a stand-in job: scheduler and worker 0 wait as if for the others, worker 1 fails at once
+_TOY_JOB = """import os, sys, time
+role, task = os.environ["DMLC_ROLE"], os.environ.get("DMLC_TASK_ID")
+if role == "worker" and task == "1":
+    sys.exit(7)
+time.sleep(600)
+"""
+
+
+def test_a_process_that_fails_ends_the_job_and_the_launcher_with_its_status(tmp_path):
+    # dmlc_tracker alone waits for the scheduler, which waits for the dead worker: for ever
+    job = tmp_path / "toy_job.py"
+    job.write_text(_TOY_JOB)
+    status, out = _launch(["-n", "2", "-s", "1", "--launcher", "local", "--", sys.executable,
+                           str(job)], timeout=60)
+    assert status == 7, out
+    assert ("gluonfr-launch-dist: a worker (launcher task 1) exited with status 7: stopping "
+            "the job's other processes") in out
+    assert _job_processes(str(job)) == []  # scheduler, server and worker 0 are gone
+
+
+@pytest.mark.slow
+def test_a_failing_worker_ends_the_job_with_a_clear_error(tmp_path):
+    data = str(tmp_path / "faces")
+    synthetic.make_dataset(data, num_identities=12, images_per_identity=4, num_pairs=20, seed=1)
+    # rank 0 alone would wait 60 s for rank 1's gradients; rank 1 exits (status 1) as soon as
+    # it has printed its error, and the launcher then ends the job
+    cfg = _cfg(data, tmp_path / "dist", kvstore="dist_sync", max_iters=50, log_interval=1,
+               save_interval=50, dist_timeout=60)
+    env = dict(os.environ, GLUONFR_TEST_FAIL_AT="3",
+               PYTHONPATH=os.pathsep.join([HERE, os.environ.get("PYTHONPATH", "")]))
+    status, text = _launch(["-n", "2", "-s", "1", "--launcher", "local", "--", sys.executable,
+                            os.path.abspath(__file__), "worker", json.dumps(cfg.to_dict()),
+                            str(tmp_path)], timeout=200, env=env)
+    assert status == 1, text[-3000:]  # rank 1's, passed on by the launcher
+    assert ("rank 1: training failed after iteration 3 (RuntimeError: simulated worker "
+            "failure); this worker exits and gluonfr-launch-dist stops the job") in text
+    assert 'raise RuntimeError("simulated worker failure")' in text  # its traceback
+    assert "exited with status 1: stopping the job's other processes" in text
+    assert "no training progress" not in text  # nobody waited for a timeout
+    assert _job_processes(str(tmp_path)) == []
     # rank 0's queued asynchronous steps may finish, then it stops: nobody trains on alone
     assert "iter 8/50" not in text

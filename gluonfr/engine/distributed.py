@@ -7,6 +7,7 @@ processes are started by ``tools/launch.py`` from the MXNet wheel (``dmlc_tracke
 ssh from a hosts file, or on this machine. :func:`run_mxnet_launcher` runs that script
 unchanged after two compatibility fixes for current Pythons (see :func:`patch_dmlc_tracker`).
 """
+import atexit
 import logging
 import os
 import runpy
@@ -16,8 +17,8 @@ import time
 
 import mxnet as mx
 
-__all__ = ["create_kvstore", "DistGradientReducer", "StepWatchdog", "mxnet_launcher_path",
-           "patch_dmlc_tracker", "run_mxnet_launcher"]
+__all__ = ["create_kvstore", "close_kvstore", "DistGradientReducer", "StepWatchdog",
+           "mxnet_launcher_path", "patch_dmlc_tracker", "run_mxnet_launcher", "stop_job"]
 
 
 def create_kvstore(name, contexts):
@@ -47,6 +48,25 @@ def create_kvstore(name, contexts):
     if len(contexts) == 1:
         return None, 0, 1
     return mx.kv.create(name), 0, 1
+
+
+def close_kvstore(kv):
+    """Shut a ``dist`` kvstore down now: the last pushes complete, then ps-lite's exit barrier.
+
+    Left to the garbage collector, a worker's kvstore is freed during interpreter shutdown,
+    after MXNet's own exit handler has stopped its engine: we saw a worker abort there
+    ("terminate called without an active exception") while the other waited for it in the
+    barrier for ever. Every worker calls this at the same point (the end of a successful run);
+    the object must not be used afterwards (its handle is released; its own ``__del__`` then
+    frees nothing).
+    """
+    from mxnet.base import _LIB, KVStoreHandle, check_call
+
+    if kv is None or not kv.handle:
+        return
+    mx.nd.waitall()
+    handle, kv.handle = kv.handle, KVStoreHandle()
+    check_call(_LIB.MXKVStoreFree(handle))
 
 
 class DistGradientReducer:
@@ -110,8 +130,13 @@ class StepWatchdog:
     daemon thread watches the time since the last :meth:`beat`; past the timeout it logs an
     error naming the rank, the last finished iteration and the likely cause, flushes the log
     handlers and ends the process with exit status 3 (``os._exit``: a blocked kvstore call
-    cannot be interrupted any other way). It keeps watching while the interpreter shuts down,
-    so a worker that failed does not hang in the barrier either.
+    cannot be interrupted any other way). A worker whose training failed (:meth:`fail`)
+    cannot shut its kvstore down (the others wait for its gradients, not in the exit
+    barrier), and MXNet 1.9.1 aborts a process that exits with a ``dist`` kvstore open: it
+    ends with exit status 1 once the interpreter has printed the error (an ``atexit``
+    handler, ahead of MXNet's), or :attr:`FAILED_GRACE` seconds after the failure (or
+    ``timeout``, if shorter) with status 3 if it is still running then.
+    ``gluonfr-launch-dist`` then stops the other processes of the job at once.
 
     Parameters
     ----------
@@ -125,6 +150,9 @@ class StepWatchdog:
     """
 
     EXIT_STATUS = 3
+    FAILED_STATUS = 1
+    #: Seconds a failed worker is given to report its error before it is ended.
+    FAILED_GRACE = 30.0
 
     def __init__(self, timeout, rank, logger, where=None):
         self.timeout = float(timeout)
@@ -138,12 +166,19 @@ class StepWatchdog:
                                         daemon=True)
         self._thread.start()
 
+    @property
+    def grace(self):
+        """Seconds a failed worker has left to exit (:attr:`FAILED_GRACE` or the timeout)."""
+        return min(self.timeout, self.FAILED_GRACE)
+
     def beat(self):
         """Record progress (after each iteration and each callback)."""
         self._last = time.monotonic()
 
     def fail(self, err):
-        """Note that this worker failed; it is ended if its exit blocks past the timeout."""
+        """Note that this worker failed: it exits with status 1 (or 3, see above)."""
+        if self.failed is None:
+            atexit.register(self._exit, self.FAILED_STATUS)
         self.failed = err
         self.beat()
 
@@ -154,27 +189,32 @@ class StepWatchdog:
     def _watch(self):
         while not self._stop.wait(min(self.timeout / 4, 5.0)):
             idle = time.monotonic() - self._last
-            if idle < self.timeout:
+            failed = self.failed is not None
+            if idle < (self.grace if failed else self.timeout):
                 continue
-            if self.failed is not None:
+            if failed:
                 msg = (f"rank {self.rank}: training failed ({type(self.failed).__name__}: "
-                       f"{self.failed}) and the other workers did not shut down within "
-                       f"{self.timeout:g} s; exiting")
+                       f"{self.failed}); its kvstore cannot shut down (the other workers "
+                       "wait for its gradients); exiting")
             else:
                 msg = (f"rank {self.rank}: no training progress for {self.timeout:g} s "
                        f"({self.where()}): another worker has probably failed or hangs "
                        "(see its log); stopping this worker")
             self.logger.error(msg)
-            for handler in list(self.logger.handlers) + list(logging.getLogger().handlers):
-                try:
-                    handler.flush()
-                except Exception:  # noqa: BLE001  (nothing may stop the exit)
-                    pass
+            self._exit(self.EXIT_STATUS)
+
+    def _exit(self, status):
+        for handler in list(self.logger.handlers) + list(logging.getLogger().handlers):
             try:
-                sys.stderr.flush()
+                handler.flush()
+            except Exception:  # noqa: BLE001  (nothing may stop the exit)
+                pass
+        for stream in (sys.stdout, sys.stderr):
+            try:
+                stream.flush()
             except Exception:  # noqa: BLE001
                 pass
-            os._exit(self.EXIT_STATUS)
+        os._exit(status)
 
 
 def mxnet_launcher_path():
@@ -185,19 +225,123 @@ def mxnet_launcher_path():
     return path
 
 
+def _descendants(pid):
+    """The PIDs of every process below ``pid`` (from ``/proc``), parents before children."""
+    children = {}
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            with open(f"/proc/{entry}/stat") as f:
+                # "pid (comm) state ppid ...": comm may hold spaces and parentheses
+                ppid = int(f.read().rsplit(")", 1)[1].split()[1])
+        except (OSError, IndexError, ValueError):
+            continue  # gone meanwhile
+        children.setdefault(ppid, []).append(int(entry))
+    found, todo = [], [pid]
+    while todo:
+        for child in children.get(todo.pop(0), []):
+            found.append(child)
+            todo.append(child)
+    return found
+
+
+def _running(pid):
+    """Whether ``pid`` exists and is not a zombie (an ended process nobody reaped yet)."""
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            return f.read().rsplit(")", 1)[1].split()[0] != "Z"
+    except (OSError, IndexError):
+        return False
+
+
+_STOPPING = threading.Lock()
+
+
+def stop_job(what, status, grace=5.0):
+    """End the launcher and every process it started: one of them (``what``) failed.
+
+    dmlc_tracker waits for each process of a job; when one dies the scheduler waits for it
+    for ever, and so does the launcher. This logs which process ended with which status,
+    sends SIGTERM to every descendant of the launcher, SIGKILL to those left after ``grace``
+    seconds, and exits with ``status`` (a signal ``-N`` as ``128 + N``, as a shell reports it).
+    """
+    import signal
+
+    if not _STOPPING.acquire(blocking=False):
+        # the processes this stop kills end their own waiting threads here: the first
+        # failure is the one to report, and the first stop exits for all
+        while True:
+            time.sleep(60)
+    code = 128 - status if status < 0 else (status if 0 < status < 256 else 1)
+    logging.getLogger("gluonfr").error(
+        f"gluonfr-launch-dist: {what} exited with status {status}: stopping the job's other "
+        "processes")
+    logging.shutdown()
+    sys.stderr.flush()
+    if os.path.isdir("/proc"):
+        pids = _descendants(os.getpid())
+        for sig in (signal.SIGTERM, signal.SIGKILL):
+            for pid in pids:
+                try:
+                    os.kill(pid, sig)
+                except OSError:
+                    pass
+            deadline = time.monotonic() + grace
+            while sig == signal.SIGTERM and time.monotonic() < deadline:
+                pids = [p for p in pids if _running(p)]
+                if not pids:
+                    break
+                time.sleep(0.1)
+    os._exit(code)
+
+
+def _check_call_or_stop(what):
+    """``subprocess.check_call`` that stops the job (:func:`stop_job`) when the process fails."""
+    import subprocess
+
+    def check_call(*args, **kwargs):
+        try:
+            return subprocess.check_call(*args, **kwargs)
+        except subprocess.CalledProcessError as err:
+            stop_job(what, err.returncode)
+
+    return check_call
+
+
+def _local_exec(cmd, num_attempt, role, taskid, pass_env):
+    """``dmlc_tracker.local.exec_cmd``: one process of a local job; its failure ends the job."""
+    import subprocess
+
+    env = dict(os.environ, **{k: str(v) for k, v in pass_env.items()})
+    env.update(DMLC_TASK_ID=str(taskid), DMLC_ROLE=role, DMLC_JOB_CLUSTER="local")
+    ret = subprocess.call(" ".join(cmd), shell=True, executable="bash", env=env)
+    if ret != 0:
+        stop_job(f"a {role} (launcher task {taskid})", ret)
+
+
 def patch_dmlc_tracker(host_ip=None):
-    """Make ``dmlc_tracker`` (shipped with MXNet 1.9) run on Python >= 3.9.
+    """Make ``dmlc_tracker`` (shipped with MXNet 1.9) run on Python >= 3.9, and fail fast.
 
     * ``Thread.isAlive`` was removed in Python 3.9; the tracker still calls it.
     * The tracker advertises the scheduler at the address of the default route (it replaces
       127.x on purpose); ``host_ip`` pins it, e.g. ``127.0.0.1`` for jobs on one machine.
+    * A process of the job (scheduler, server, worker, or an ssh session to one) that exits
+      with a non-zero status ends the whole job (:func:`stop_job`) instead of leaving the
+      others waiting for it. (So ``--local-num-attempt`` makes no retries: a restarted
+      process could not rejoin a running ps-lite job anyway.)
     """
+    import types
+
     if not hasattr(threading.Thread, "isAlive"):
         threading.Thread.isAlive = threading.Thread.is_alive
-    from dmlc_tracker import tracker
+    from dmlc_tracker import local, ssh, tracker
 
     if host_ip:
         tracker.get_host_ip = lambda hostIP=None: host_ip
+    for module, what in ((tracker, "the scheduler"), (ssh, "an ssh session of the job")):
+        module.subprocess = types.SimpleNamespace(check_call=_check_call_or_stop(what))
+    local.exec_cmd = _local_exec
 
 
 def run_mxnet_launcher(argv, host_ip=None):

@@ -37,7 +37,7 @@ from .callbacks import (
 )
 from .checkpoint import CheckpointManager, find_checkpoint
 from .config import TrainConfig
-from .distributed import DistGradientReducer, StepWatchdog, create_kvstore
+from .distributed import DistGradientReducer, StepWatchdog, close_kvstore, create_kvstore
 from .head import PartialFCHead, build_heads, build_partial_fc_heads
 from .optim import (
     clip_global_norm,
@@ -161,10 +161,11 @@ class TrainLoop:
             self.logger.setLevel(logging.WARNING)
         self.iteration = 0
         self.watchdog = None
+        self._closing = False
         if self.kv is not None and "dist" in self.kv.type and cfg.dist_timeout > 0:
             # from here on every kvstore call may wait for the other workers
             self.watchdog = StepWatchdog(cfg.dist_timeout, self.rank, self.logger,
-                                         lambda: f"last finished iteration {self.iteration}")
+                                         self._progress)
         resume = None
         if cfg.resume:
             resume = find_checkpoint(cfg.resume, cfg.save_dir, cfg.model_tag)
@@ -557,6 +558,13 @@ class TrainLoop:
             yield from self.loader
             # the loader moved to the next epoch by itself
 
+    def _progress(self):
+        """Where the run is, for the watchdog's message."""
+        if self._closing:
+            return (f"all {self.iteration} iterations done, waiting in the kvstore's exit "
+                    "barrier")
+        return f"last finished iteration {self.iteration}"
+
     def _beat(self):
         if self.watchdog is not None:
             self.watchdog.beat()
@@ -693,13 +701,10 @@ class TrainLoop:
         except BaseException as err:
             if self.watchdog is not None:
                 self.logger.error(f"rank {self.rank}: training failed after iteration "
-                                  f"{self.iteration} ({type(err).__name__}: {err}); the other "
-                                  f"workers stop within --dist-timeout {self.cfg.dist_timeout:g} s")
+                                  f"{self.iteration} ({type(err).__name__}: {err}); this "
+                                  "worker exits and gluonfr-launch-dist stops the job")
                 self.watchdog.fail(err)
             raise
-        else:
-            if self.watchdog is not None:
-                self.watchdog.stop()
         finally:
             for cb in self.callbacks:
                 cb.on_train_end(self)
@@ -707,6 +712,14 @@ class TrainLoop:
             if self.writer is not None:
                 self.writer.flush()
                 self.writer.close()
+            self._beat()
+        if self.kv is not None and "dist" in self.kv.type:
+            # every worker, here and now (not in the interpreter's exit); the watchdog still
+            # stops a worker that waits in ps-lite's exit barrier for one that is gone
+            self._closing = True
+            close_kvstore(self.kv)
+        if self.watchdog is not None:
+            self.watchdog.stop()
         elapsed = time.time() - t0
         done = self.iteration - start_iter
         summary = {
