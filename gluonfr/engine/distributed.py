@@ -32,7 +32,11 @@ def create_kvstore(name, contexts):
 
     Returns
     -------
-    (mx.kv.KVStore or None, rank, num_workers)
+    kvstore : mx.kv.KVStore or None
+    rank : int
+        This worker's rank (0 without a ``dist`` kvstore).
+    workers : int
+        How many workers the job has (1 without a ``dist`` kvstore).
     """
     if name.startswith("dist_async"):
         raise ValueError(f"--kvstore {name}: asynchronous updates are not supported "
