@@ -237,7 +237,9 @@ def test_compare_int8_against_numpy_cosines_and_both_evaluations(tmp_path, capsy
     assert line == [f"[lfw] int8 vs float32: accuracy {got['int8']:.4f} vs "
                     f"{got['float32']:.4f} ({got['difference']:+.2f} points), embedding "
                     f"cosine mean {got['cosine_mean']:.4f} min {got['cosine_min']:.4f}: "
-                    f"{'within' if got['met'] else 'OUTSIDE'} the int8 bar"]
+                    f"{'within' if got['met'] else 'OUTSIDE'} the int8 bar; random noise as "
+                    f"far from float32 moves it by {got['noise_mean']:+.2f} +- "
+                    f"{got['noise_sd']:.2f} points"]
     # float32 once and int8 once: the evaluation reuses compare_int8's int8 embeddings
     assert runs == ["lfw float32", "lfw int8"]
     with pytest.raises(SystemExit):
@@ -280,3 +282,39 @@ def test_mobilefacenet_int8_keeps_prelu_in_int8_and_the_embeddings_close():
     # tells a working quantization from a broken one (a wrong scale gives far less)
     assert cos.mean() >= 0.97 and cos.min() >= 0.9
     assert not np.array_equal(out, ref)
+
+
+def test_perturb_gives_each_row_the_asked_cosine():
+    from gluonfr.utils.quantize import perturb
+
+    rng = np.random.RandomState(3)
+    x = rng.normal(size=(50, 16)) * rng.uniform(0.1, 10, size=(50, 1))
+    for c in (0.9999, 0.99, 0.5):
+        y = perturb(x, c, np.random.RandomState(0))
+        np.testing.assert_allclose(_cosines(x, y), c, rtol=1e-12)
+        assert not np.allclose(y / np.linalg.norm(y, axis=1, keepdims=True),
+                               perturb(x, c, np.random.RandomState(1)) / np.linalg.norm(
+                                   y, axis=1, keepdims=True))  # random directions
+    np.testing.assert_array_equal(perturb(x, 1.0, rng), x)
+
+
+def test_noise_resolution_is_zero_without_noise_or_on_separated_pairs_not_on_close_ones():
+    from gluonfr.utils.quantize import noise_resolution, perturb
+
+    rng = np.random.RandomState(0)
+    n, d = 200, 32
+    issame = np.tile([True, False], n // 2)
+    first = rng.normal(size=(n, d))
+    # far apart: genuine pairs identical, impostors independent (cosine about 0)
+    second = np.where(issame[:, None], first, rng.normal(size=(n, d)))
+    emb = np.stack([first, second], 1).reshape(2 * n, d).astype(np.float32)
+    images = np.zeros((2 * n, 1, 1, 3), np.uint8)
+    assert noise_resolution(images, issame, emb, emb, 1.0, draws=3) == (0.0, 0.0)
+    assert noise_resolution(images, issame, emb, emb, 0.999, draws=5) == (0.0, 0.0)
+    # every pair near the threshold: genuine and impostor cosines interleave closely
+    base = rng.normal(size=(n, d))
+    target = np.where(issame, 0.31, 0.29)
+    other = np.array([perturb(b[None], t, rng)[0] for b, t in zip(base, target)])
+    emb = np.stack([base, other], 1).reshape(2 * n, d).astype(np.float32)
+    mean, sd = noise_resolution(images, issame, emb, emb, 0.999, draws=5)
+    assert mean < -5 and sd > 0  # noise of cosine 0.999 scrambles a 0.02 margin
