@@ -292,9 +292,7 @@ def test_perturb_gives_each_row_the_asked_cosine():
     for c in (0.9999, 0.99, 0.5):
         y = perturb(x, c, np.random.RandomState(0))
         np.testing.assert_allclose(_cosines(x, y), c, rtol=1e-12)
-        assert not np.allclose(y / np.linalg.norm(y, axis=1, keepdims=True),
-                               perturb(x, c, np.random.RandomState(1)) / np.linalg.norm(
-                                   y, axis=1, keepdims=True))  # random directions
+        assert not np.allclose(y, perturb(x, c, np.random.RandomState(1)))  # random
     np.testing.assert_array_equal(perturb(x, 1.0, rng), x)
 
 

@@ -170,11 +170,6 @@ class StepWatchdog:
                                         daemon=True)
         self._thread.start()
 
-    @property
-    def grace(self):
-        """Seconds a failed worker has left to exit (:attr:`FAILED_GRACE` or the timeout)."""
-        return min(self.timeout, self.FAILED_GRACE)
-
     def beat(self):
         """Record progress (after each iteration and each callback)."""
         self._last = time.monotonic()
@@ -194,7 +189,7 @@ class StepWatchdog:
         while not self._stop.wait(min(self.timeout / 4, 5.0)):
             idle = time.monotonic() - self._last
             failed = self.failed is not None
-            if idle < (self.grace if failed else self.timeout):
+            if idle < (min(self.timeout, self.FAILED_GRACE) if failed else self.timeout):
                 continue
             if failed:
                 msg = (f"rank {self.rank}: training failed ({type(self.failed).__name__}: "
@@ -229,19 +224,24 @@ def mxnet_launcher_path():
     return path
 
 
+def _proc_stat(pid):
+    """The fields of ``/proc/PID/stat`` after the command name (state, ppid, ...), or ``None``
+    if the process is gone."""
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            # "pid (comm) state ppid ...": comm may hold spaces and parentheses
+            return f.read().rsplit(")", 1)[1].split()
+    except (OSError, IndexError):
+        return None
+
+
 def _descendants(pid):
     """The PIDs of every process below ``pid`` (from ``/proc``), parents before children."""
     children = {}
-    for entry in os.listdir("/proc"):
-        if not entry.isdigit():
-            continue
-        try:
-            with open(f"/proc/{entry}/stat") as f:
-                # "pid (comm) state ppid ...": comm may hold spaces and parentheses
-                ppid = int(f.read().rsplit(")", 1)[1].split()[1])
-        except (OSError, IndexError, ValueError):
-            continue  # gone meanwhile
-        children.setdefault(ppid, []).append(int(entry))
+    for entry in filter(str.isdigit, os.listdir("/proc")):
+        stat = _proc_stat(entry)
+        if stat is not None:
+            children.setdefault(int(stat[1]), []).append(int(entry))
     found, todo = [], [pid]
     while todo:
         for child in children.get(todo.pop(0), []):
@@ -252,11 +252,8 @@ def _descendants(pid):
 
 def _running(pid):
     """Whether ``pid`` exists and is not a zombie (an ended process nobody reaped yet)."""
-    try:
-        with open(f"/proc/{pid}/stat") as f:
-            return f.read().rsplit(")", 1)[1].split()[0] != "Z"
-    except (OSError, IndexError):
-        return False
+    stat = _proc_stat(pid)
+    return stat is not None and stat[0] != "Z"
 
 
 _STOPPING = threading.Lock()

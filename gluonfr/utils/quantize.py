@@ -313,15 +313,16 @@ def perturb(emb, cosine, rng):
     return x + n
 
 
-def noise_resolution(images, issame, emb, emb_flip, cosine, draws=20, nfolds=10, seed=0):
+def noise_resolution(images, issame, emb, emb_flip, cosine, draws=20, nfolds=10, seed=0,
+                     base=None):
     """How far a set's accuracy moves when its embeddings move as far as int8's, at random.
 
     Each draw moves every float32 embedding (and its mirror image's) to cosine ``cosine`` of
     itself in a random direction (:func:`perturb`) and runs the verification protocol again.
     On a set of few or weakly separated pairs, noise much smaller than int8's already moves
     the accuracy by more than the int8 bar: there the int8 difference is no evidence either
-    way. (int8's own error is not random: on a set large enough it can move the accuracy by
-    more than this noise does.)
+    way. (int8's own error need not be random: on a large set it can move the accuracy by
+    more than this noise does, or less.)
 
     Parameters
     ----------
@@ -332,6 +333,8 @@ def noise_resolution(images, issame, emb, emb_flip, cosine, draws=20, nfolds=10,
     cosine : float
         Cosine of each perturbed embedding to its original (e.g. int8's mean cosine).
     draws, nfolds, seed : int
+    base : float, optional
+        The unperturbed embeddings' accuracy, if the caller has it already.
 
     Returns
     -------
@@ -345,7 +348,7 @@ def noise_resolution(images, issame, emb, emb_flip, cosine, draws=20, nfolds=10,
                                       forward=lambda _images, _flip: e)["t"]["accuracy"])
 
     rng = np.random.RandomState(seed)
-    base = accuracy((emb, emb_flip))
+    base = accuracy((emb, emb_flip)) if base is None else base
     diffs = [100.0 * (accuracy((perturb(emb, cosine, rng), perturb(emb_flip, cosine, rng)))
                       - base) for _ in range(int(draws))]
     return float(np.mean(diffs)), float(np.std(diffs))
@@ -385,11 +388,11 @@ def compare_int8(net, qnet, targets, batch_size=64, nfolds=10, progress=False,
 
     out = {}
     for name, (images, issame) in targets.items():
-        embs, accuracy, floats = [], {}, None
+        embs, accuracy, raw = [], {}, {}
         for key, model in (("float32", net), ("int8", qnet)):
             emb, emb_flip = forward_images(model, images, batch_size=batch_size, flip=True,
                                            progress=progress, desc=f"{name} {key}")
-            floats = floats or (emb, emb_flip)
+            raw[key] = (emb, emb_flip)
             embs.append(np.concatenate([emb, emb_flip]).astype(np.float64))
             accuracy[key] = float(evaluate_targets(
                 None, {name: (images, issame)}, nfolds=nfolds,
@@ -398,12 +401,13 @@ def compare_int8(net, qnet, targets, batch_size=64, nfolds=10, progress=False,
         cos = (a * b).sum(1) / np.maximum(np.linalg.norm(a, axis=1) * np.linalg.norm(b, axis=1),
                                           1e-30)
         diff = 100.0 * (accuracy["int8"] - accuracy["float32"])
-        if keep_embeddings:
-            accuracy["int8_embeddings"] = (emb, emb_flip)  # the last model run: int8
         noise = (None, None)
         if noise_draws:
-            noise = noise_resolution(images, issame, *floats, min(float(cos.mean()), 1.0),
-                                     draws=noise_draws, nfolds=nfolds)
+            noise = noise_resolution(images, issame, *raw["float32"],
+                                     min(float(cos.mean()), 1.0), draws=noise_draws,
+                                     nfolds=nfolds, base=accuracy["float32"])
+        if keep_embeddings:
+            accuracy["int8_embeddings"] = raw["int8"]
         out[name] = dict(accuracy, difference=diff, cosine_mean=float(cos.mean()),
                          cosine_min=float(cos.min()),
                          met=bool(diff >= -INT8_MAX_ACCURACY_DROP - 1e-9
