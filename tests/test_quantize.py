@@ -214,6 +214,15 @@ def test_compare_int8_against_numpy_cosines_and_both_evaluations(tmp_path, capsy
     assert got["float32"] == pytest.approx(acc["float32"]) and got["int8"] == acc["int8"]
     assert got["difference"] == pytest.approx(100 * (acc["int8"] - acc["float32"]))
     assert got["met"] == (got["difference"] >= -0.3 and cos.mean() >= 0.99)
+    # the pairs' distance change, from the two networks' outputs by the protocol's formula
+    n = len(x)
+    dist = []
+    for out in (net(xs).asnumpy(), qnet(xs).asnumpy()):
+        f = out[:n].astype(np.float64) + out[n:]
+        f /= np.linalg.norm(f, axis=1, keepdims=True)
+        dist.append(((f[0::2] - f[1::2]) ** 2).sum(1))
+    assert got["distance_sd"] == pytest.approx(np.std(dist[1] - dist[0]), rel=1e-3, abs=1e-6)
+    assert 0 < got["noise_cosine"] < 1
 
     net.export(str(tmp_path / "small"), 0)
     import gluonfr.metrics
@@ -237,9 +246,10 @@ def test_compare_int8_against_numpy_cosines_and_both_evaluations(tmp_path, capsy
     assert line == [f"[lfw] int8 vs float32: accuracy {got['int8']:.4f} vs "
                     f"{got['float32']:.4f} ({got['difference']:+.2f} points), embedding "
                     f"cosine mean {got['cosine_mean']:.4f} min {got['cosine_min']:.4f}: "
-                    f"{'within' if got['met'] else 'OUTSIDE'} the int8 bar; random noise as "
-                    f"far from float32 moves it by {got['noise_mean']:+.2f} +- "
-                    f"{got['noise_sd']:.2f} points"]
+                    f"{'within' if got['met'] else 'OUTSIDE'} the int8 bar; int8 changes "
+                    f"the pairs' distances by {got['distance_sd']:.4f} (sd), random moves "
+                    f"that change them as much move the accuracy by "
+                    f"{got['noise_mean']:+.2f} +- {got['noise_sd']:.2f} points"]
     # float32 once and int8 once: the evaluation reuses compare_int8's int8 embeddings
     assert runs == ["lfw float32", "lfw int8"]
     with pytest.raises(SystemExit):
@@ -294,6 +304,23 @@ def test_perturb_gives_each_row_the_asked_cosine():
         np.testing.assert_allclose(_cosines(x, y), c, rtol=1e-12)
         assert not np.allclose(y, perturb(x, c, np.random.RandomState(1)))  # random
     np.testing.assert_array_equal(perturb(x, 1.0, rng), x)
+
+
+def test_matched_cosine_finds_the_move_that_changes_the_distances_as_asked():
+    from gluonfr.utils.quantize import flip_distances, matched_cosine, perturb
+
+    rng = np.random.RandomState(5)
+    emb = rng.normal(size=(400, 32))
+    emb_flip = emb + 0.3 * rng.normal(size=emb.shape)
+    base = flip_distances(emb, emb_flip)
+    for cosine in (0.9999, 0.999, 0.99):
+        # the distance change random moves of this cosine make, over many draws
+        sd = np.mean([np.std(flip_distances(perturb(emb, cosine, rng),
+                                            perturb(emb_flip, cosine, rng)) - base)
+                      for _ in range(20)])
+        got = matched_cosine(emb, emb_flip, sd, seed=1)
+        assert 1 - got == pytest.approx(1 - cosine, rel=0.1)
+    assert matched_cosine(emb, emb_flip, 0.0) == 1.0
 
 
 def test_noise_resolution_is_zero_without_noise_or_on_separated_pairs_not_on_close_ones():

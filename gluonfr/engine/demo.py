@@ -24,7 +24,7 @@ __all__ = ["DEMO_DATA", "DEMO_TRAIN", "ensure_demo_data", "run_demo"]
 DEMO_DATA = dict(num_identities=100, images_per_identity=20, num_pairs=300, seed=0,
                  image_size=64)
 
-#: The training run of the demo: ~3.5 min of MobileFaceNet on two CPU cores (6.4 epochs; the
+#: The training run of the demo: ~5 min of MobileFaceNet on two CPU cores (6.4 epochs; the
 #: first 150 iterations train with the margin-free NormFace loss, as the MobileFaceNet recipe).
 DEMO_TRAIN = dict(model="mobilefacenet", input_size=64, loss="arcface", margin_s=32.0,
                   margin_m=0.5, loss_warmup_iters=150, batch_size=32, max_iters=400, lr=0.1,

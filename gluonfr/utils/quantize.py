@@ -30,7 +30,8 @@ import os
 import numpy as np
 
 __all__ = ["quantize_int8", "save_quantized", "load_quantized", "calibration_images", "as_int8",
-           "compare_int8", "perturb", "noise_resolution", "INT8_MAX_ACCURACY_DROP",
+           "compare_int8", "perturb", "noise_resolution", "matched_cosine",
+           "flip_distances", "INT8_MAX_ACCURACY_DROP",
            "INT8_MIN_COSINE"]
 
 #: The int8 acceptance bar (issue 18): accuracy at most this many points below float32 (a
@@ -313,6 +314,53 @@ def perturb(emb, cosine, rng):
     return x + n
 
 
+def flip_distances(emb, emb_flip):
+    """The squared L2 distances of the pairs' unit flip-fused embeddings, as the protocol's."""
+    from ..metrics.embeddings import combine_flip
+    from ..metrics.protocol import pair_distances
+
+    return pair_distances(np.asarray(combine_flip(emb, emb_flip), dtype=np.float64))
+
+
+def matched_cosine(emb, emb_flip, distance_sd, seed=0, draws=2, rounds=4):
+    """The cosine of random moves (:func:`perturb`) that change the pairs' distances by
+    ``distance_sd``.
+
+    An error the network's layers propagate is not isotropic: int8's moves the pairs'
+    distances about three times as much as a random move of the same cosine does. A random
+    move matched on the distance change is the fair stand-in for it.
+
+    Parameters
+    ----------
+    emb, emb_flip : numpy.ndarray
+        Embeddings of the pairs' images and of their mirror images, in pair order.
+    distance_sd : float
+        Standard deviation over the pairs of the change of :func:`flip_distances` to match
+        (e.g. int8's against float32's).
+    seed, draws, rounds : int
+        The search: ``rounds`` rescalings of the move, each measured over ``draws`` draws
+        (the change grows in proportion to the move's size while it is small).
+
+    Returns
+    -------
+    float
+    """
+    if distance_sd <= 0:
+        return 1.0
+    rng = np.random.RandomState(seed)
+    base = flip_distances(emb, emb_flip)
+    size = 0.05  # the tangent of the move's angle: cosine 1 / sqrt(1 + size ** 2)
+    for _ in range(int(rounds)):
+        cosine = 1.0 / np.sqrt(1.0 + size ** 2)
+        got = np.mean([np.std(flip_distances(perturb(emb, cosine, rng),
+                                             perturb(emb_flip, cosine, rng)) - base)
+                       for _ in range(int(draws))])
+        if got <= 0:  # pairs of identical rows only: no move changes a distance
+            return 1.0
+        size *= distance_sd / got
+    return float(1.0 / np.sqrt(1.0 + size ** 2))
+
+
 def noise_resolution(images, issame, emb, emb_flip, cosine, draws=20, nfolds=10, seed=0,
                      base=None):
     """How far a set's accuracy moves when its embeddings move as far as int8's, at random.
@@ -321,8 +369,9 @@ def noise_resolution(images, issame, emb, emb_flip, cosine, draws=20, nfolds=10,
     itself in a random direction (:func:`perturb`) and runs the verification protocol again.
     On a set of few or weakly separated pairs, noise much smaller than int8's already moves
     the accuracy by more than the int8 bar: there the int8 difference is no evidence either
-    way. (int8's own error need not be random: on a large set it can move the accuracy by
-    more than this noise does, or less.)
+    way. Random moves of a given cosine change the pairs' distances less than int8's
+    errors of that cosine do (those follow the directions the network is sensitive to): match
+    the cosine on the distances with :func:`matched_cosine`, as :func:`compare_int8` does.
 
     Parameters
     ----------
@@ -372,7 +421,8 @@ def compare_int8(net, qnet, targets, batch_size=64, nfolds=10, progress=False,
         Also return each target's int8 ``(emb, emb_flip)`` as ``int8_embeddings`` (for an
         evaluation of the int8 network that should not embed the images again).
     noise_draws : int
-        Draws of :func:`noise_resolution` at int8's mean cosine (0: none).
+        Draws of :func:`noise_resolution` (0: none), with random moves that change the pairs'
+        distances as much as int8 does (:func:`matched_cosine`).
 
     Returns
     -------
@@ -381,8 +431,11 @@ def compare_int8(net, qnet, targets, batch_size=64, nfolds=10, progress=False,
         in points), ``cosine_mean`` / ``cosine_min`` (int8 vs float32 embedding of every image
         and of its mirror image), ``met``: ``difference >= -``
         :data:`INT8_MAX_ACCURACY_DROP` and ``cosine_mean >=`` :data:`INT8_MIN_COSINE`, and
-        ``noise_mean`` / ``noise_sd``: the accuracy change of random perturbations as far from
-        the float32 embeddings as int8's (:func:`noise_resolution`; ``None`` without draws).
+        ``distance_sd``: standard deviation over the pairs of the change int8 makes to each
+        pair's distance (:func:`flip_distances`), ``noise_cosine``: the cosine of random moves
+        that change them as much (:func:`matched_cosine`), and ``noise_mean`` /
+        ``noise_sd``: the accuracy change those moves cause (:func:`noise_resolution`; the
+        three are ``None`` without draws).
     """
     from ..metrics import evaluate_targets, forward_images
 
@@ -401,16 +454,19 @@ def compare_int8(net, qnet, targets, batch_size=64, nfolds=10, progress=False,
         cos = (a * b).sum(1) / np.maximum(np.linalg.norm(a, axis=1) * np.linalg.norm(b, axis=1),
                                           1e-30)
         diff = 100.0 * (accuracy["int8"] - accuracy["float32"])
-        noise = (None, None)
+        distance_sd = float(np.std(flip_distances(*raw["int8"])
+                                   - flip_distances(*raw["float32"])))
+        noise_cos, noise = None, (None, None)
         if noise_draws:
-            noise = noise_resolution(images, issame, *raw["float32"],
-                                     min(float(cos.mean()), 1.0), draws=noise_draws,
-                                     nfolds=nfolds, base=accuracy["float32"])
+            noise_cos = matched_cosine(*raw["float32"], distance_sd)
+            noise = noise_resolution(images, issame, *raw["float32"], noise_cos,
+                                     draws=noise_draws, nfolds=nfolds, base=accuracy["float32"])
         if keep_embeddings:
             accuracy["int8_embeddings"] = raw["int8"]
         out[name] = dict(accuracy, difference=diff, cosine_mean=float(cos.mean()),
                          cosine_min=float(cos.min()),
                          met=bool(diff >= -INT8_MAX_ACCURACY_DROP - 1e-9
                                   and cos.mean() >= INT8_MIN_COSINE),
+                         distance_sd=distance_sd, noise_cosine=noise_cos,
                          noise_mean=noise[0], noise_sd=noise[1])
     return out
