@@ -434,28 +434,28 @@ def compare_int8(net, qnet, targets, batch_size=64, nfolds=10, progress=False,
         ``distance_sd``: standard deviation over the pairs of the change int8 makes to each
         pair's distance (:func:`flip_distances`), ``noise_cosine``: the cosine of random moves
         that change them as much (:func:`matched_cosine`), and ``noise_mean`` /
-        ``noise_sd``: the accuracy change those moves cause (:func:`noise_resolution`; the
-        three are ``None`` without draws).
+        ``noise_sd``: the accuracy change those moves cause (:func:`noise_resolution`;
+        ``noise_cosine``, ``noise_mean`` and ``noise_sd`` are ``None`` without draws).
     """
     from ..metrics import evaluate_targets, forward_images
 
     out = {}
     for name, (images, issame) in targets.items():
-        embs, accuracy, raw = [], {}, {}
+        embs, accuracy, raw, dist = [], {}, {}, {}
         for key, model in (("float32", net), ("int8", qnet)):
             emb, emb_flip = forward_images(model, images, batch_size=batch_size, flip=True,
                                            progress=progress, desc=f"{name} {key}")
             raw[key] = (emb, emb_flip)
             embs.append(np.concatenate([emb, emb_flip]).astype(np.float64))
-            accuracy[key] = float(evaluate_targets(
-                None, {name: (images, issame)}, nfolds=nfolds,
-                forward=lambda _images, _flip, e=(emb, emb_flip): e)[name]["accuracy"])
+            result = evaluate_targets(None, {name: (images, issame)}, nfolds=nfolds,
+                                      return_distances=True,
+                                      forward=lambda _images, _flip, e=(emb, emb_flip): e)[name]
+            accuracy[key], dist[key] = float(result["accuracy"]), result["distances"]
         a, b = embs
         cos = (a * b).sum(1) / np.maximum(np.linalg.norm(a, axis=1) * np.linalg.norm(b, axis=1),
                                           1e-30)
         diff = 100.0 * (accuracy["int8"] - accuracy["float32"])
-        distance_sd = float(np.std(flip_distances(*raw["int8"])
-                                   - flip_distances(*raw["float32"])))
+        distance_sd = float(np.std(dist["int8"].astype(np.float64) - dist["float32"]))
         noise_cos, noise = None, (None, None)
         if noise_draws:
             noise_cos = matched_cosine(*raw["float32"], distance_sd)
